@@ -1,0 +1,369 @@
+"""A chain of spiking layers: parameters, initialisation, forward pass and BPTT.
+
+The Python here only arranges arrays and calls the kernels of ``spikesim.kernels.cpu``; no
+time loop runs in Python. Data enter as (B, T, n_in) and are made time-major (T, B, n_in).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..kernels import cpu
+from ..kernels.threads import compute_threads, n_chunks
+from .config import NetworkConfig, param_shapes
+from .surrogates import surrogate_tuple
+from ..train import losses
+
+SPARSE_DENSITY = 0.3   # inputs with fewer non-zeros than this use gathers instead of BLAS
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation
+# ----------------------------------------------------------------------------------------------
+def _init_weight(kind: str, shape, rng: np.random.Generator) -> np.ndarray:
+    fan_out, fan_in = shape
+    if kind == "zeros":
+        return np.zeros(shape)
+    if kind == "xavier_uniform":
+        a = math.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-a, a, size=shape)
+    if kind == "kaiming_uniform":           # PyTorch's default for nn.Linear
+        a = 1.0 / math.sqrt(fan_in)
+        return rng.uniform(-a, a, size=shape)
+    if kind == "orthogonal":                # as torch.nn.init.orthogonal_
+        flat = rng.standard_normal((max(shape), min(shape)))
+        q, r = np.linalg.qr(flat)
+        q *= np.sign(np.diag(r))
+        return q.T if fan_out < fan_in else q
+    raise ValueError(f"unknown initialisation {kind!r}")
+
+
+def init_params(cfg: NetworkConfig, seed: int = 0, dtype=np.float32) -> dict:
+    """Fresh parameters from ``seed``: the initialisations named in each layer's config."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in param_shapes(cfg).items():
+        lname, kind = name.rsplit(".", 1)
+        layer = next(l for l in cfg.layers if l.name == lname)
+        if kind == "W_in":
+            v = _init_weight(layer.w_in_init, shape, rng)
+        elif kind == "W_rec":
+            v = _init_weight(layer.w_rec_init, shape, rng)
+        elif kind in ("b_in", "b_rec"):
+            v = np.zeros(shape)
+        else:
+            mean, std = layer.tau_m if kind == "tau_m" else layer.tau_adp
+            v = rng.normal(mean, std, size=shape) if std > 0 else np.full(shape, mean)
+        params[name] = v.astype(dtype)
+    return params
+
+
+def check_params(cfg: NetworkConfig, params: dict, dtype=None) -> dict:
+    """Validate a parameter dict against the config: names, shapes, dtype, finiteness."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
+    shapes = param_shapes(cfg)
+    missing = sorted(set(shapes) - set(params))
+    extra = sorted(set(params) - set(shapes))
+    if missing or extra:
+        raise ValueError(f"parameters do not match the network: missing {missing}, unexpected {extra}")
+    out = {}
+    for name, shape in shapes.items():
+        v = params[name]
+        if not isinstance(v, np.ndarray):
+            raise TypeError(f"parameter {name} must be a numpy array, got {type(v).__name__}")
+        if v.shape != shape:
+            raise ValueError(f"parameter {name} has shape {v.shape}, the network needs {shape}")
+        if not np.issubdtype(v.dtype, np.floating):
+            raise TypeError(f"parameter {name} has dtype {v.dtype}, expected a float dtype")
+        if dtype is not None and v.dtype != dtype:
+            raise TypeError(f"parameter {name} has dtype {v.dtype}, the network runs in {np.dtype(dtype)}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"parameter {name} contains NaN or inf")
+        out[name] = v
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# State and trace
+# ----------------------------------------------------------------------------------------------
+def initial_state(cfg: NetworkConfig, batch: int, dtype=np.float32, mode: str = "zeros",
+                  rng: np.random.Generator | None = None, scale="b_j0", spikes: bool = False) -> dict:
+    """Initial (u, s, b) per layer, each (B, N).
+
+    ``zeros``: u = 0, s = 0, b = b_j0 (deterministic). ``random``: the official scripts' state,
+    u ~ uniform[0,1) * scale with scale = b_j0 (NMI scripts) or a number (1.0: ICONS notebook),
+    and, with ``spikes``, s drawn the same way (S-MNIST 2020 / ICONS); b = b_j0 always.
+    """
+    if mode not in ("zeros", "random"):
+        raise ValueError(f"unknown initial state mode {mode!r}; choose 'zeros' or 'random'")
+    if mode == "random" and rng is None:
+        raise ValueError("a random initial state needs an rng (numpy Generator)")
+    state = {}
+    for layer in cfg.layers:
+        shape = (batch, layer.size)
+        u = np.zeros(shape, dtype)
+        s = np.zeros(shape, dtype)
+        if mode == "random":
+            k = layer.b_j0 if scale == "b_j0" else float(scale)
+            u[...] = rng.random(shape) * k
+            if spikes and layer.spiking:
+                s[...] = rng.random(shape) * k
+        b = np.full(shape, layer.b_j0, dtype)
+        state[layer.name] = (u, s, b)
+    return state
+
+
+@dataclass
+class LayerTrace:
+    """What one layer's forward pass keeps for its backward pass (all (T, B, N))."""
+    x: np.ndarray          # the layer's input (T, B, N_in): data or the previous layer's spikes
+    I: np.ndarray          # total input current
+    u: np.ndarray
+    s: np.ndarray | None
+    bt: np.ndarray | None
+    state0: tuple          # (u0, s0, b0) initial state, (B, N) each
+    x_sparse: bool
+
+
+@dataclass
+class Trace:
+    layers: list = field(default_factory=list)
+
+    @property
+    def output_mem(self) -> np.ndarray:
+        return self.layers[-1].u
+
+    @property
+    def output_spikes(self) -> np.ndarray | None:
+        return self.layers[-1].s
+
+    def final_state(self, cfg: NetworkConfig) -> dict:
+        """State after the last step, copied: the initial state of the next truncated chunk."""
+        out = {}
+        for layer, tr in zip(cfg.layers, self.layers):
+            u = tr.u[-1].copy()
+            s = tr.s[-1].copy() if tr.s is not None else np.zeros_like(u)
+            b = tr.bt[-1].copy() if tr.bt is not None else np.full_like(u, layer.b_j0)
+            out[layer.name] = (u, s, b)
+        return out
+
+    def firing_rates(self) -> list:
+        """Mean spikes per neuron per step of each spiking layer (None for the integrator)."""
+        return [float(tr.s.mean()) if tr.s is not None else None for tr in self.layers]
+
+
+# ----------------------------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------------------------
+class Network:
+    """A configured chain of layers with its parameters; forward, loss and gradients."""
+
+    def __init__(self, config: NetworkConfig, params: dict | None = None, seed: int = 0,
+                 dtype=np.float32):
+        if isinstance(config, dict):
+            config = NetworkConfig.from_dict(config)
+        if not isinstance(config, NetworkConfig):
+            raise TypeError(f"config must be a NetworkConfig or dict, got {type(config).__name__}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        self.config = config
+        self.dtype = dtype
+        self.seed = seed
+        if params is None:
+            params = init_params(config, seed, dtype)
+        else:
+            params = {k: np.ascontiguousarray(v, dtype=dtype) if isinstance(v, np.ndarray) else v
+                      for k, v in params.items()}
+        self.params = check_params(config, params, dtype)
+
+    # -- input checks --------------------------------------------------------------------------
+    def _as_time_major(self, x) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"input must be a numpy array, got {type(x).__name__}")
+        if x.ndim != 3:
+            raise ValueError(f"input must have shape (batch, time, {self.config.n_in}), got {x.shape}")
+        if x.shape[2] != self.config.n_in:
+            raise ValueError(f"input has {x.shape[2]} channels, the network expects {self.config.n_in}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"input is empty: shape {x.shape}")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
+                or x.dtype == np.bool_):
+            raise TypeError(f"input dtype {x.dtype} is not a real number type")
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        if not np.all(np.isfinite(xt)):
+            raise ValueError("input contains NaN or inf")
+        return xt
+
+    def _check_state(self, state, batch: int) -> dict:
+        if state is None:
+            return initial_state(self.config, batch, self.dtype)
+        if not isinstance(state, dict):
+            raise TypeError("state must be a dict: layer name -> (u, s, b)")
+        out = {}
+        for layer in self.config.layers:
+            if layer.name not in state:
+                raise ValueError(f"state has no entry for layer {layer.name!r}")
+            tup = state[layer.name]
+            if len(tup) != 3:
+                raise ValueError(f"state of layer {layer.name!r} must be (u, s, b)")
+            arrs = []
+            for a in tup:
+                a = np.asarray(a)
+                if a.shape != (batch, layer.size):
+                    raise ValueError(f"state of layer {layer.name!r} has shape {a.shape}, "
+                                     f"expected {(batch, layer.size)}")
+                arrs.append(np.ascontiguousarray(a, dtype=self.dtype))
+            out[layer.name] = tuple(arrs)
+        return out
+
+    def _consts(self, layer):
+        p, d = self.params, self.dtype.type
+        dt = d(layer.dt)
+        alpha = np.exp(-dt / p[f"{layer.name}.tau_m"]).astype(self.dtype)
+        rho = (np.exp(-dt / p[f"{layer.name}.tau_adp"]).astype(self.dtype)
+               if layer.spiking else np.zeros_like(alpha))
+        return alpha, (1 - alpha).astype(self.dtype), rho, (1 - rho).astype(self.dtype), dt
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, x, state=None) -> Trace:
+        """Run the network on x (B, T, n_in) from ``state`` (default: the deterministic one)."""
+        xt = self._as_time_major(x)
+        T, B, _ = xt.shape
+        state = self._check_state(state, B)
+        with compute_threads():
+            return self._forward(xt, state)
+
+    def _forward(self, xt, state) -> Trace:
+        T, B, _ = xt.shape
+        trace, inp = Trace(), xt
+        sparse = _density(xt) < SPARSE_DENSITY
+        for li, layer in enumerate(self.config.layers):
+            n = layer.name
+            W = self.params[f"{n}.W_in"]
+            bias = self.params[f"{n}.b_in"]
+            if layer.recurrent:
+                bias = bias + self.params[f"{n}.b_rec"]
+            I = np.empty((T, B, layer.size), self.dtype)
+            _project(inp, W, bias, I, sparse)
+            alpha, oma, rho, omr, dt = self._consts(layer)
+            u0, s0, b0 = state[n]
+            u = np.empty_like(I)
+            nch = n_chunks(B)
+            if layer.spiking:
+                s = np.empty_like(I)
+                bt = np.empty_like(I)
+                WrecT = (np.ascontiguousarray(self.params[f"{n}.W_rec"].T) if layer.recurrent
+                         else np.zeros((1, 1), self.dtype))
+                sp = surrogate_tuple(layer.surrogate, self.dtype)
+                cpu.alif_forward(I, WrecT, layer.recurrent, alpha, oma, rho, omr,
+                                 self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp,
+                                 u0, s0, b0, u, s, bt, nch)
+            else:
+                s = bt = None
+                cpu.integrator_forward(I, alpha, oma, u0, u, nch)
+            trace.layers.append(LayerTrace(inp, I, u, s, bt, (u0, s0, b0), sparse))
+            inp, sparse = s, True
+        return trace
+
+    # -- backward ------------------------------------------------------------------------------
+    def backward(self, trace: Trace, g_out: np.ndarray) -> dict:
+        """Gradients of the loss w.r.t. every parameter, given dL/d(readout) g_out (T, B, C):
+        dL/du_t of the last layer for membrane readouts, dL/ds_t for spike readouts."""
+        with compute_threads():
+            return self._backward(trace, g_out)
+
+    def _backward(self, trace: Trace, g_out) -> dict:
+        cfg, p = self.config, self.params
+        grads = {}
+        g_out = np.ascontiguousarray(g_out, dtype=self.dtype)
+        readout_spikes = cfg.loss.readout == "spike"
+        gs_ext = g_out if readout_spikes else None
+        gu_ext = None if readout_spikes else g_out
+        for li in range(len(cfg.layers) - 1, -1, -1):
+            layer, tr = cfg.layers[li], trace.layers[li]
+            n = layer.name
+            T, B, N = tr.u.shape
+            nch = n_chunks(B)
+            alpha, oma, rho, omr, dt = self._consts(layer)
+            u0, s0, b0 = tr.state0
+            gI = np.empty_like(tr.u)
+            galpha = np.zeros((nch, N), self.dtype)
+            if layer.spiking:
+                grho = np.zeros((nch, N), self.dtype)
+                if gs_ext is None:
+                    gs_ext = np.zeros_like(tr.u)
+                has_gu = gu_ext is not None
+                gue = gu_ext if has_gu else np.zeros((1, 1, 1), self.dtype)
+                Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), self.dtype)
+                sp = surrogate_tuple(layer.surrogate, self.dtype)
+                cpu.alif_backward(gs_ext, gue, has_gu, tr.I, tr.u, tr.s, tr.bt, Wrec, layer.recurrent,
+                                  alpha, oma, rho, omr, self.dtype.type(layer.beta),
+                                  self.dtype.type(layer.b_j0), dt, sp, u0, s0, b0, gI, galpha, grho, nch)
+                tau = p[f"{n}.tau_adp"]
+                g = grho.sum(0) * rho * dt / (tau * tau)
+                grads[f"{n}.tau_adp"] = g.astype(self.dtype) if layer.train_tau_adp else np.zeros_like(tau)
+            else:
+                cpu.integrator_backward(gu_ext, tr.I, tr.u, alpha, oma, u0, gI, galpha, nch)
+            tau = p[f"{n}.tau_m"]
+            g = galpha.sum(0) * alpha * dt / (tau * tau)
+            grads[f"{n}.tau_m"] = g.astype(self.dtype) if layer.train_tau_m else np.zeros_like(tau)
+            gI2 = gI.reshape(T * B, N)
+            gb = gI2.sum(0, dtype=np.float64).astype(self.dtype)
+            grads[f"{n}.b_in"] = gb
+            grads[f"{n}.W_in"] = _weight_grad(gI2, tr.x.reshape(T * B, -1), None, 0, tr.x_sparse)
+            if layer.recurrent:
+                grads[f"{n}.b_rec"] = gb.copy()
+                grads[f"{n}.W_rec"] = _weight_grad(gI2, tr.s.reshape(T * B, N), s0, B, True)
+            if li > 0:
+                # dL/ds of the layer below, through this layer's input weights: dense (T*B, N_in)
+                Wi = p[f"{n}.W_in"]
+                gx = np.empty((T, B, Wi.shape[1]), self.dtype)
+                cpu.matmul_rows(gI2, Wi, np.zeros(Wi.shape[1], self.dtype), gx.reshape(T * B, -1),
+                                n_chunks(T * B))
+                gs_ext, gu_ext = gx, None
+        return {k: grads[k] for k in p}
+
+    # -- loss ------------------------------------------------------------------------------------
+    def loss_and_grad(self, x, labels, state=None, carry=None):
+        """Forward, loss and all gradients. Returns (loss, grads, result, trace)."""
+        trace = self.forward(x, state)
+        res = self.loss(trace, labels, carry=carry, grad=True)
+        grads = self.backward(trace, res.grad)
+        return res.loss, grads, res, trace
+
+    def loss(self, trace: Trace, labels, carry=None, grad=False):
+        cfg = self.config
+        out = trace.output_spikes if cfg.loss.readout == "spike" else trace.output_mem
+        return losses.compute(cfg.loss.kind, out, labels, cfg.loss.start, carry=carry, grad=grad)
+
+
+def _density(x: np.ndarray) -> float:
+    return np.count_nonzero(x) / max(1, x.size)
+
+
+def _project(x, W, bias, out, sparse):
+    """out (T,B,N) = x (T,B,N_in) @ W^T + bias, as a gather or a BLAS product."""
+    T, B, Nin = x.shape
+    x2, o2 = x.reshape(T * B, Nin), out.reshape(T * B, -1)
+    nch = n_chunks(T * B)
+    WT = np.ascontiguousarray(W.T)
+    if sparse:
+        cpu.project_sparse(x2, WT, bias, o2, nch)
+    else:
+        cpu.matmul_rows(x2, WT, bias, o2, nch)
+
+
+def _weight_grad(G, X, X0, lag, sparse):
+    """dW (N, N_in) = sum over rows of outer(G[r], X[r - lag]) (X0 for the first ``lag`` rows)."""
+    R, N = G.shape
+    Nin = X.shape[1]
+    nch = n_chunks(R)
+    parts = np.zeros((nch, Nin, N), G.dtype)
+    if X0 is None:
+        X0 = np.zeros((1, Nin), G.dtype)
+    (cpu.weight_grad_sparse if sparse else cpu.weight_grad_dense)(G, X, X0, lag, parts, nch)
+    return np.ascontiguousarray(parts.sum(0).T)

@@ -1,0 +1,65 @@
+"""The neuron equations of SPEC section 1, forward and backward, as scalar functions.
+
+Each exists once. The kernels in ``spikesim.kernels`` own the loops over time, batch and
+neurons and call these per neuron and step. ``oma`` = 1 - alpha and ``omr`` = 1 - rho are
+passed precomputed (alpha = exp(-dt / tau_m), rho = exp(-dt / tau_adp)).
+
+Forward, one ALIF/LIF neuron (LIF: beta = 0):
+    b_t = rho b_{t-1} + (1 - rho) s_{t-1}
+    B_t = b_j0 + beta b_t
+    u_t = alpha u_{t-1} + (1 - alpha) I_t - B_t s_{t-1} dt
+    s_t = H(u_t - B_t)
+
+Backward, with g* the total derivative of the loss. ``gs`` arrives complete (next layer, own
+recurrence, readout, and the step-(t+1) terms returned here as ``gs_prev``):
+    gv     = gs * surrogate(u_t - B_t)
+    gu     = gu_ext + alpha gu_{t+1} + gv
+    gB     = -gv - s_{t-1} dt gu                 (B_t enters the spike test and the reset)
+    gb     = rho gb_{t+1} + beta gB
+    gI     = (1 - alpha) gu
+    galpha = gu (u_{t-1} - I_t)
+    grho   = gb (b_{t-1} - s_{t-1})
+    gs_prev = (1 - rho) gb - B_t dt gu           (s_{t-1} enters the trace and the reset)
+"""
+from numba import njit
+
+from .surrogates import spike_fn, surrogate_grad
+
+
+@njit(inline="always")
+def alif_step(u_prev, s_prev, b_prev, I, alpha, oma, rho, omr, beta, b0, dt, sp):
+    """One forward step of an ALIF neuron: returns (u_t, s_t, b_t)."""
+    b = rho * b_prev + omr * s_prev
+    B = b0 + beta * b
+    u = alpha * u_prev + oma * I - B * s_prev * dt
+    s = spike_fn(u - B, sp)
+    return u, s, b
+
+
+@njit(inline="always")
+def alif_step_backward(gs, gu_ext, gu_next, gb_next, u, u_prev, s_prev, b, b_prev, I,
+                       alpha, oma, rho, omr, beta, b0, dt, sp):
+    """One backward step: returns (gu, gb, gI, galpha, grho, gs_prev)."""
+    B = b0 + beta * b
+    gv = gs * surrogate_grad(u - B, sp)
+    gu = gu_ext + alpha * gu_next + gv
+    gB = -gv - s_prev * dt * gu
+    gb = rho * gb_next + beta * gB
+    gI = oma * gu
+    galpha = gu * (u_prev - I)
+    grho = gb * (b_prev - s_prev)
+    gs_prev = omr * gb - B * dt * gu
+    return gu, gb, gI, galpha, grho, gs_prev
+
+
+@njit(inline="always")
+def integrator_step(u_prev, I, alpha, oma):
+    """Non-spiking leaky readout: u_t = alpha u_{t-1} + (1 - alpha) I_t."""
+    return alpha * u_prev + oma * I
+
+
+@njit(inline="always")
+def integrator_step_backward(gu_ext, gu_next, u_prev, I, alpha, oma):
+    """Returns (gu, gI, galpha) of the readout integrator."""
+    gu = gu_ext + alpha * gu_next
+    return gu, oma * gu, gu * (u_prev - I)

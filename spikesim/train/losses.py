@@ -1,0 +1,132 @@
+"""Readouts, losses and their gradients (SPEC section 3).
+
+All take the last layer's readout ``out`` (T, B, C), time-major, and return a
+:class:`LossResult` with the loss (mean over the batch), dL/d(out) (T, B, C) when asked,
+and the predictions. Computed in float64; the gradient is returned in ``out``'s dtype.
+
+- ``nll_per_step`` (ECG): sum over t >= start of NLL(log_softmax(u_t), y_t); labels (B, T),
+  label -1 masks a step. Prediction per step: argmax u_t.
+- ``ce_sum_softmax`` (SHD): z = sum over t >= start of softmax(u_t), then cross-entropy of z
+  taken as logits (as the official code applies nn.CrossEntropyLoss to it); labels (B,).
+- ``ce_sum_spike`` (S-MNIST "adp-spike"): z = carry + sum over t >= start of s_t, cross-entropy
+  of z; ``carry`` is the detached running sum of earlier truncated-BPTT chunks; labels (B,).
+Ties in argmax go to the lowest class index.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model.config import LOSSES
+
+
+@dataclass
+class LossResult:
+    loss: float
+    grad: np.ndarray | None
+    pred: np.ndarray            # (B, T) per step for nll_per_step, else (B,)
+    correct: int                # number of correct predictions (masked steps excluded)
+    count: int                  # number of predictions counted
+    logits: np.ndarray | None = None   # (B, C) the summed readout for the sum losses
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(1, self.count)
+
+
+def _softmax(z, axis=-1):
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _check(out, labels, start, per_step):
+    if not isinstance(out, np.ndarray) or out.ndim != 3:
+        raise ValueError(f"readout must be a (T, B, C) array, got {getattr(out, 'shape', type(out))}")
+    T, B, C = out.shape
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
+    want = (B, T) if per_step else (B,)
+    if labels.shape != want:
+        raise ValueError(f"labels have shape {labels.shape}, expected {want}")
+    lo = -1 if per_step else 0
+    if labels.size and (labels.min() < lo or labels.max() >= C):
+        raise ValueError(f"labels must lie in [{lo}, {C - 1}], found [{labels.min()}, {labels.max()}]")
+    if start >= T:
+        raise ValueError(f"loss start {start} is beyond the sequence length {T}")
+    return labels.astype(np.int64)
+
+
+def nll_per_step(out, labels, start=0, grad=True, carry=None):
+    labels = _check(out, labels, start, True)
+    T, B, C = out.shape
+    u = out[start:].astype(np.float64)                      # (T', B, C)
+    y = labels[:, start:].T                                 # (T', B)
+    mask = y >= 0
+    p = _softmax(u)
+    yc = np.where(mask, y, 0)
+    logp = np.log(np.take_along_axis(p, yc[..., None], axis=2)[..., 0])
+    loss = -(logp * mask).sum() / B
+    pred = out.argmax(axis=2).T                             # (B, T): all steps
+    predw = pred[:, start:]
+    correct = int(((predw == labels[:, start:]) & (labels[:, start:] >= 0)).sum())
+    g = None
+    if grad:
+        g = np.zeros(out.shape, out.dtype)
+        d = p.copy()
+        np.put_along_axis(d, yc[..., None], np.take_along_axis(d, yc[..., None], 2) - 1, axis=2)
+        g[start:] = (d * mask[..., None] / B).astype(out.dtype)
+    return LossResult(float(loss), g, pred, correct, int(mask.sum()))
+
+
+def _ce_logits(z, labels):
+    p = _softmax(z)
+    B = z.shape[0]
+    loss = -np.log(p[np.arange(B), labels]).mean()
+    dz = p.copy()
+    dz[np.arange(B), labels] -= 1
+    return float(loss), dz / B
+
+
+def ce_sum_softmax(out, labels, start=0, grad=True, carry=None):
+    labels = _check(out, labels, start, False)
+    T, B, C = out.shape
+    q = _softmax(out[start:].astype(np.float64))            # (T', B, C)
+    z = q.sum(0) + (0 if carry is None else carry)
+    loss, dz = _ce_logits(z, labels)
+    pred = z.argmax(1)
+    g = None
+    if grad:
+        g = np.zeros(out.shape, out.dtype)
+        # softmax Jacobian: du = q * (dz - <dz, q>)
+        g[start:] = (q * (dz[None] - (dz[None] * q).sum(-1, keepdims=True))).astype(out.dtype)
+    return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
+
+
+def ce_sum_spike(out, labels, start=0, grad=True, carry=None):
+    labels = _check(out, labels, start, False)
+    T, B, C = out.shape
+    z = out[start:].sum(0, dtype=np.float64) + (0 if carry is None else carry)
+    loss, dz = _ce_logits(z, labels)
+    pred = z.argmax(1)
+    g = None
+    if grad:
+        g = np.zeros(out.shape, out.dtype)
+        g[start:] = dz.astype(out.dtype)[None]
+    return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
+
+
+_FUNCS = {"nll_per_step": nll_per_step, "ce_sum_softmax": ce_sum_softmax, "ce_sum_spike": ce_sum_spike}
+
+
+def compute(kind: str, out, labels, start=0, carry=None, grad=True) -> LossResult:
+    """Dispatch to the named loss."""
+    if kind not in _FUNCS:
+        raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    if carry is not None:
+        carry = np.asarray(carry, dtype=np.float64)
+        if carry.shape != out.shape[1:]:
+            raise ValueError(f"carry has shape {carry.shape}, expected {out.shape[1:]}")
+    return _FUNCS[kind](out, labels, start, grad=grad, carry=carry)

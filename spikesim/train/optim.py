@@ -1,0 +1,137 @@
+"""Optimisers (Adam, Adamax) with per-parameter learning-rate multipliers, learning-rate
+schedules (StepLR, linear decay) and gradient-norm clipping, in plain NumPy.
+
+The update rules are PyTorch's, so that the official training settings mean the same here.
+"""
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+
+OPTIMIZERS = ("adam", "adamax")
+
+
+class Optimizer:
+    """Adam or Adamax over a dict of arrays, updated in place.
+
+    ``lr_mult`` maps glob patterns of parameter names to learning-rate multipliers (the first
+    matching pattern wins), e.g. ``{"hidden.tau_*": 3.0, "out.tau_*": 2.0}``: the parameter
+    groups of the official scripts. ``frozen`` patterns are never updated.
+    """
+
+    def __init__(self, params: dict, lr: float, kind: str = "adam", betas=(0.9, 0.999),
+                 eps: float = 1e-8, lr_mult: dict | None = None, clip_norm: float | None = None,
+                 frozen=()):
+        if kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimiser {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be positive, got {clip_norm}")
+        self.params, self.kind, self.base_lr, self.lr = params, kind, float(lr), float(lr)
+        self.betas, self.eps, self.clip_norm = tuple(betas), float(eps), clip_norm
+        self.lr_mult = dict(lr_mult or {})
+        self.frozen = tuple(frozen)
+        self.t = 0
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+
+    def mult(self, name: str) -> float:
+        for pat, m in self.lr_mult.items():
+            if fnmatch.fnmatch(name, pat):
+                return float(m)
+        return 1.0
+
+    def step(self, grads: dict) -> float:
+        """Apply one update; returns the gradient norm before clipping."""
+        missing = set(self.params) - set(grads)
+        if missing:
+            raise ValueError(f"gradients missing for {sorted(missing)}")
+        norm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values())))
+        if not np.isfinite(norm):
+            raise FloatingPointError("gradient contains NaN or inf; parameters left unchanged")
+        scale = 1.0
+        if self.clip_norm is not None and norm > self.clip_norm:
+            scale = self.clip_norm / (norm + 1e-6)
+        self.t += 1
+        b1, b2 = self.betas
+        for k, p in self.params.items():
+            if any(fnmatch.fnmatch(k, f) for f in self.frozen):
+                continue
+            g = grads[k] * scale if scale != 1.0 else grads[k]
+            m, v = self.m[k], self.v[k]
+            m *= b1
+            m += (1 - b1) * g
+            lr = self.lr * self.mult(k)
+            if self.kind == "adam":
+                v *= b2
+                v += (1 - b2) * g * g
+                mhat = m / (1 - b1 ** self.t)
+                vhat = v / (1 - b2 ** self.t)
+                p -= (lr * mhat / (np.sqrt(vhat) + self.eps)).astype(p.dtype)
+            else:  # adamax: infinity-norm second moment
+                np.maximum(v * b2, np.abs(g) + self.eps, out=v)
+                p -= (lr / (1 - b1 ** self.t) * m / v).astype(p.dtype)
+        return norm
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "t": self.t, "lr": self.lr, "base_lr": self.base_lr,
+                "m": {k: v.copy() for k, v in self.m.items()},
+                "v": {k: v.copy() for k, v in self.v.items()}}
+
+    def load_state_dict(self, st: dict):
+        if st.get("kind") != self.kind:
+            raise ValueError(f"optimiser state is for {st.get('kind')!r}, not {self.kind!r}")
+        for key in ("m", "v"):
+            if set(st[key]) != set(self.params):
+                raise ValueError("optimiser state does not match the parameters")
+            for k, a in st[key].items():
+                if a.shape != self.params[k].shape:
+                    raise ValueError(f"optimiser state for {k} has shape {a.shape}")
+                getattr(self, key)[k][...] = a
+        self.t, self.lr, self.base_lr = int(st["t"]), float(st["lr"]), float(st["base_lr"])
+
+
+class StepLR:
+    """lr = base_lr * gamma ** (epoch // step_size), as torch.optim.lr_scheduler.StepLR."""
+
+    def __init__(self, step_size: int, gamma: float = 0.5):
+        if step_size < 1:
+            raise ValueError("step_size must be >= 1")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def factor(self, epoch: int) -> float:
+        return self.gamma ** (epoch // self.step_size)
+
+
+class LinearDecay:
+    """lr = base_lr * (1 - epoch / total), as the official LambdaLR(1 - epoch/200)."""
+
+    def __init__(self, total: int):
+        if total < 1:
+            raise ValueError("total must be >= 1")
+        self.total = int(total)
+
+    def factor(self, epoch: int) -> float:
+        return max(0.0, 1.0 - epoch / self.total)
+
+
+class Constant:
+    def factor(self, epoch: int) -> float:
+        return 1.0
+
+
+def make_schedule(spec: dict | None):
+    """{'kind': 'step', 'step_size': 100, 'gamma': 0.5} | {'kind': 'linear', 'total': 200} | None."""
+    if not spec:
+        return Constant()
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind == "step":
+        return StepLR(**spec)
+    if kind == "linear":
+        return LinearDecay(**spec)
+    if kind in ("constant", "none"):
+        return Constant()
+    raise ValueError(f"unknown schedule {kind!r}; choose step, linear or constant")
