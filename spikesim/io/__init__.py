@@ -1,0 +1,1 @@
+"""Reading PyTorch checkpoints without PyTorch, and spikesim's own checkpoint format."""

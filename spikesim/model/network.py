@@ -335,10 +335,13 @@ class Network:
         grads = self.backward(trace, res.grad)
         return res.loss, grads, res, trace
 
-    def loss(self, trace: Trace, labels, carry=None, grad=False):
+    def loss(self, trace: Trace, labels, carry=None, grad=False, start=None):
+        """The configured loss on the trace's readout (``start`` overrides the config's first
+        step, as truncated BPTT needs for chunks after the first)."""
         cfg = self.config
         out = trace.output_spikes if cfg.loss.readout == "spike" else trace.output_mem
-        return losses.compute(cfg.loss.kind, out, labels, cfg.loss.start, carry=carry, grad=grad)
+        start = cfg.loss.start if start is None else start
+        return losses.compute(cfg.loss.kind, out, labels, start, carry=carry, grad=grad)
 
 
 def _density(x: np.ndarray) -> float:
