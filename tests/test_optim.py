@@ -1,0 +1,79 @@
+"""Optimisers against hand-computed PyTorch update rules; schedules; clipping; state."""
+import numpy as np
+import pytest
+
+from spikesim.train.optim import LinearDecay, Optimizer, StepLR, make_schedule
+
+
+def test_adam_matches_the_update_rule():
+    p = {"w": np.array([1.0, -2.0])}
+    opt = Optimizer(p, lr=0.1, kind="adam")
+    g = np.array([0.5, -1.0])
+    m = v = np.zeros(2)
+    w = np.array([1.0, -2.0])
+    for t in range(1, 4):
+        opt.step({"w": g})
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        w = w - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    np.testing.assert_allclose(p["w"], w, rtol=1e-12)
+
+
+def test_adamax_matches_the_update_rule():
+    p = {"w": np.array([1.0, -2.0])}
+    opt = Optimizer(p, lr=0.1, kind="adamax")
+    w, m, u = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
+    for t, g in enumerate([np.array([0.5, -1.0]), np.array([0.1, 2.0])], 1):
+        opt.step({"w": g})
+        m = 0.9 * m + 0.1 * g
+        u = np.maximum(0.999 * u, np.abs(g) + 1e-8)
+        w = w - 0.1 / (1 - 0.9 ** t) * m / u
+    np.testing.assert_allclose(p["w"], w, rtol=1e-12)
+
+
+def test_lr_multipliers_and_frozen():
+    p = {"h.tau_m": np.zeros(1), "h.W_in": np.zeros(1), "o.tau_m": np.zeros(1)}
+    opt = Optimizer(p, lr=0.1, lr_mult={"h.tau_*": 3.0}, frozen=["o.tau_m"])
+    opt.step({k: np.ones(1) for k in p})
+    # first Adam step moves every parameter by lr * mult (sign of g)
+    np.testing.assert_allclose(p["h.tau_m"], [-0.3], rtol=1e-6)
+    np.testing.assert_allclose(p["h.W_in"], [-0.1], rtol=1e-6)
+    assert p["o.tau_m"][0] == 0.0
+
+
+def test_clipping_scales_the_gradient():
+    p = {"w": np.zeros(2)}
+    opt = Optimizer(p, lr=1.0, kind="adamax", clip_norm=1.0)
+    norm = opt.step({"w": np.array([30.0, 40.0])})
+    assert norm == pytest.approx(50.0)
+    # adamax first step: -lr/(1-b1) * (0.1 g') / (|g'|) with g' = g/50: direction only
+    np.testing.assert_allclose(p["w"], [-1.0, -1.0], rtol=1e-6)
+
+
+def test_nan_gradient_is_refused():
+    p = {"w": np.zeros(2)}
+    opt = Optimizer(p, lr=0.1)
+    with pytest.raises(FloatingPointError):
+        opt.step({"w": np.array([np.nan, 0.0])})
+    assert np.all(p["w"] == 0)
+
+
+def test_state_round_trip():
+    p = {"w": np.ones(3)}
+    a = Optimizer(p, lr=0.1)
+    a.step({"w": np.ones(3)})
+    b = Optimizer({"w": np.ones(3)}, lr=0.1)
+    b.load_state_dict(a.state_dict())
+    assert b.t == 1 and np.array_equal(b.m["w"], a.m["w"])
+    with pytest.raises(ValueError):
+        Optimizer({"w": np.ones(3)}, lr=0.1, kind="adamax").load_state_dict(a.state_dict())
+
+
+def test_schedules():
+    assert [StepLR(100, 0.5).factor(e) for e in (0, 99, 100, 250)] == [1, 1, 0.5, 0.25]
+    assert LinearDecay(200).factor(50) == pytest.approx(0.75)
+    assert make_schedule(None).factor(7) == 1.0
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_schedule({"kind": "cosine"})
+    with pytest.raises(ValueError, match="unknown optimiser"):
+        Optimizer({"w": np.ones(1)}, lr=0.1, kind="sgd")

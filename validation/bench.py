@@ -1,0 +1,171 @@
+"""Benchmark: one training step (forward + BPTT, loss and every gradient, float32) of the three
+configurations of PERFORMANCE.md, timed side by side with the plain-NumPy reference path and
+the machine's sgemm peak, all in the same run.
+
+``spikesim bench [--config shd|ecg|smnist|all] [--json PATH] [--repeats N]``
+
+Reported per configuration: median seconds per step (after warm-up), dense GFLOP per step
+(2 x the multiply-adds of every matrix product, forward and backward, as if all operands were
+dense), achieved GFLOP/s on that count, its fraction of the sgemm peak, the reference path's
+median seconds, and the ratio. Firing rates are printed: the sparse paths' speed depends on them.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from spikesim.kernels.threads import compute_threads
+from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig
+from spikesim.model.network import Network
+
+
+def configs() -> dict:
+    """name -> (network config, batch, steps, input kind, input gain)."""
+    L = LayerConfig
+    return {
+        "shd": (NetworkConfig(700, [L(128, "rec", tau_m=(20, 5), tau_adp=(150, 10)),
+                                    L(128, "rec", tau_m=(20, 5), tau_adp=(150, 10)),
+                                    L(20, "integrator", tau_m=(20, 5))],
+                              LossConfig("ce_sum_softmax", 11)), 64, 250, "binary:0.02", 6.0),
+        "ecg": (NetworkConfig(4, [L(36, "rec", beta=0.0, b_j0=0.1, tau_adp=7.0, name="hidden"),
+                                  L(6, "dense", b_j0=0.1, tau_adp=100.0, name="out")],
+                              LossConfig("nll_per_step", 10)), 64, 1301, "binary:0.1", 4.0),
+        "smnist": (NetworkConfig(80, [L(64, "rec", tau_adp=(200, 25), tau_m=(20, 5)),
+                                      L(256, "rec", tau_adp=(200, 25), tau_m=(20, 5)),
+                                      L(10, "dense", tau_adp=(200, 25), tau_m=(20, 5))],
+                                 LossConfig("ce_sum_spike", 0)), 256, 784, "rbf", 2.0),
+    }
+
+
+def make_problem(name: str, seed: int = 0):
+    cfg, B, T, kind, gain = configs()[name]
+    rng = np.random.default_rng(seed)
+    net = Network(cfg, seed=seed, dtype=np.float32)
+    for k, v in net.params.items():
+        if k.endswith(".W_in"):
+            v *= gain
+    if kind.startswith("binary"):
+        x = (rng.random((B, T, cfg.n_in)) < float(kind.split(":")[1])).astype(np.float32)
+    else:   # RBF population code of random pixel values, as the ICONS S-MNIST input
+        from spikesim.data.encoders import rbf_encode
+        pix = (rng.random((B, T)) ** 3 * 255).astype(np.uint8)
+        x = rbf_encode(pix.reshape(B, T), n_fields=cfg.n_in).reshape(B, T, cfg.n_in)
+    labels = (rng.integers(0, cfg.n_out, (B, T)) if cfg.loss.kind == "nll_per_step"
+              else rng.integers(0, cfg.n_out, B))
+    return net, x, labels
+
+
+def dense_gflop(cfg: NetworkConfig, B: int, T: int) -> float:
+    """2 x multiply-adds of every matrix product of a training step, all operands dense."""
+    mac, n_prev = 0, cfg.n_in
+    for i, layer in enumerate(cfg.layers):
+        n = layer.size
+        mac += n * n_prev * (2 if i == 0 else 3)          # forward, dW (and dX below layer 0)
+        if layer.recurrent:
+            mac += 3 * n * n                               # forward, backward, dW
+        n_prev = n
+    return 2.0 * mac * B * T / 1e9
+
+
+def sgemm_peak(n: int = 2048, repeats: int = 3) -> float:
+    """GFLOP/s of a float32 n^3 matrix product with BLAS on all its threads."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = a.copy()
+    a @ b
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        ts.append(time.perf_counter() - t)
+    return 2.0 * n ** 3 / min(ts) / 1e9
+
+
+def time_step(fn, repeats: int, warmup: int = 2) -> list:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return ts
+
+
+def bench_one(name: str, repeats: int = 7, reference: bool = True) -> dict:
+    cfg, B, T, _, _ = configs()[name]
+    net, x, labels = make_problem(name)
+    with compute_threads():
+        trace = net.forward(x)
+        rates = [r for r in trace.firing_rates() if r is not None]
+        ts = time_step(lambda: net.loss_and_grad(x, labels), repeats)
+    rec = {"config": name, "batch": B, "steps": T, "median_s": float(np.median(ts)),
+           "min_s": float(np.min(ts)), "repeats": repeats, "gflop": dense_gflop(cfg, B, T),
+           "firing_rates": rates, "input_density": float(np.count_nonzero(x) / x.size)}
+    rec["gflops"] = rec["gflop"] / rec["median_s"]
+    if reference:
+        from validation.reference_numpy import reference_loss_and_grads
+        rt = time_step(lambda: reference_loss_and_grads(cfg, net.params, x, labels), 1 if T * B > 50000 else 3, 1)
+        rec["reference_median_s"] = float(np.median(rt))
+        rec["speedup_vs_reference"] = rec["reference_median_s"] / rec["median_s"]
+    else:
+        rec["reference_median_s"] = None
+    return rec
+
+
+def machine() -> dict:
+    import numba
+    cpu = platform.processor()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
+
+
+def run(args) -> int:
+    names = list(configs()) if args.config == "all" else [args.config]
+    peak = sgemm_peak()
+    info = machine()
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"spikesim bench  {date}  {info['cpu']}, {info['cores']} cores, numba threads {info['numba_threads']}")
+    print(f"sgemm peak (numpy float32 2048^3, all BLAS threads): {peak:.1f} GFLOP/s")
+    print(f"{'config':8s} {'median s':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'of peak':>8s} "
+          f"{'ref s':>8s} {'ref/us':>7s}  firing rates")
+    records = []
+    for name in names:
+        r = bench_one(name, args.repeats, not args.no_reference)
+        r.update(peak_gflops=peak, fraction_of_peak=r["gflops"] / peak, date=date, machine=info)
+        records.append(r)
+        ref = r["reference_median_s"]
+        print(f"{name:8s} {r['median_s']:9.4f} {r['gflop']:7.2f} {r['gflops']:8.1f} "
+              f"{r['fraction_of_peak']:8.2f} {ref if ref else float('nan'):8.3f} "
+              f"{r.get('speedup_vs_reference', float('nan')):7.1f}  "
+              + ", ".join(f"{x:.3f}" for x in r["firing_rates"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    return 0
+
+
+def main(argv=None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="all", choices=["shd", "ecg", "smnist", "all"])
+    p.add_argument("--json", default=None)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--no-reference", action="store_true")
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
