@@ -46,6 +46,7 @@ def make_problem(name: str, seed: int = 0):
     cfg, B, T, kind, gain = configs()[name]
     rng = np.random.default_rng(seed)
     net = Network(cfg, seed=seed, dtype=np.float32)
+    net.reuse_buffers = True
     for k, v in net.params.items():
         if k.endswith(".W_in"):
             v *= gain

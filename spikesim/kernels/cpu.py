@@ -1,17 +1,22 @@
 """Numba CPU kernels: sequence-level forward and backward of each layer kind, and the
 input projections and weight gradients around them.
 
-Layout: time-major (T, B, N), C-contiguous; a (T, B, N) array is also seen as (T*B, N) rows.
+Layout: time-major and C-contiguous. Layer state arrays u, s, bt have T + 1 time slots: slot 0
+holds the initial state and slot t + 1 the state after step t, so step t reads slot t and
+writes slot t + 1 with no special case for the first step. Currents and gradients (I, gI,
+external gradients) have T slots. A (T, B, N) array is also seen as (T*B, N) rows.
+
 Parallelism: every kernel is serial and releases the GIL; it works on one chunk ``c`` of the
 batch (or of the rows), [lo, hi), and ``spikesim.kernels.threads.run_chunks`` runs the chunks
-on a thread pool. (Numba's ``prange`` compiled these loops 4-5x slower: the outlined parallel
-body lost vectorisation.) Chunks keep private partial sums (a leading chunk axis, summed by the
-caller), so results are deterministic for a given thread count. BLAS runs single-threaded
-(``compute_threads``); the dense products are called per chunk.
+on a thread pool. (Numba's ``prange`` compiled these loops several times slower.) Chunks keep
+private partial sums (a leading chunk axis, summed by the caller), so results are
+deterministic for a given thread count. BLAS runs single-threaded (``compute_threads``).
 
-The arithmetic of the neurons lives in ``spikesim.model.neurons``; the kernels only loop.
-Products with a binary (or otherwise mostly-zero) operand are gathers over its non-zero
-entries, scaled by the value, so they are exact for any values, smooth spikes included.
+The neuron arithmetic lives in ``spikesim.model.neurons`` and ``spikesim.model.surrogates``;
+the kernels only loop. The surrogate is chosen once per row, outside the neuron loop, so each
+neuron loop is branch-free and vectorises. Products with a binary (or mostly-zero) operand are
+gathers over its non-zero entries, scaled by the value, so they are exact for any values,
+smooth spikes included.
 """
 from __future__ import annotations
 
@@ -19,121 +24,147 @@ import numpy as np
 from numba import njit
 
 from ..model.neurons import alif_step, alif_step_backward, integrator_step, integrator_step_backward
+from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH, heaviside,
+                                sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
+                                smooth_spike)
 
 _opts = dict(fastmath=True, cache=True, nogil=True)
+
+
+@njit(inline="always")
+def _spike_row(x, s, t1, b, N, sp):
+    """s[t1, b, :] = spike(x): Heaviside, or the sigmoid of the smooth mode."""
+    if sp[0] == SMOOTH:
+        for j in range(N):
+            s[t1, b, j] = smooth_spike(x[j], sp)
+    else:
+        for j in range(N):
+            s[t1, b, j] = heaviside(x[j], sp)
+
+
+@njit(inline="always")
+def _surrogate_row(x, sg, N, sp):
+    """sg[j] = surrogate derivative at x[j], one vectorisable loop per surrogate."""
+    code = sp[0]
+    if code == MULTI_GAUSSIAN:
+        for j in range(N):
+            sg[j] = sg_multi_gaussian(x[j], sp)
+    elif code == GAUSSIAN:
+        for j in range(N):
+            sg[j] = sg_gaussian(x[j], sp)
+    elif code == LINEAR:
+        for j in range(N):
+            sg[j] = sg_linear(x[j], sp)
+    elif code == SLAYER:
+        for j in range(N):
+            sg[j] = sg_slayer(x[j], sp)
+    else:
+        for j in range(N):
+            sg[j] = sg_smooth(x[j], sp)
 
 
 # ----------------------------------------------------------------------------------------------
 # Spiking layer (ALIF; LIF is beta = 0), optionally recurrent
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def alif_forward(c, lo, hi, I, WrecT, rec, alpha, oma, rho, omr, beta, b0, dt, sp, u0, s0, bt0, u, s, bt):
-    """Run a spiking layer over T steps.
+def alif_forward(c, lo, hi, I, WrecT, rec, alpha, oma, rho, omr, beta, b0, dt, sp, u, s, bt):
+    """Run a spiking layer over T steps for batch rows [lo, hi).
 
     I (T,B,N): feed-forward current on entry (W_in x_t + biases); the recurrent input
-    W_rec s_{t-1} is added in place, so on exit I holds the total current I_t (the backward
-    needs it). WrecT (N,N) is W_rec transposed: row i holds the weights leaving neuron i.
-    Writes u, s, bt (T,B,N): membrane, spike, adaptation trace b_t.
+    W_rec s_{t-1} is added in place (a gather of rows of WrecT = W_rec^T over the neurons that
+    spiked), so on exit I holds the total current I_t, which the backward needs.
+    u, s, bt (T+1,B,N): slot 0 holds the initial state; slots 1..T are written.
     """
     T, B, N = I.shape
+    x = np.empty(N, u.dtype)
     for t in range(T):
-        for bb in range(lo, hi):
-            if t == 0:
-                up, spv, bp = u0[bb], s0[bb], bt0[bb]
-            else:
-                up, spv, bp = u[t - 1, bb], s[t - 1, bb], bt[t - 1, bb]
-            Ir = I[t, bb]
+        for b in range(lo, hi):
             if rec:
                 for i in range(N):
-                    si = spv[i]
+                    si = s[t, b, i]
                     if si != 0:
-                        w = WrecT[i]
                         for j in range(N):
-                            Ir[j] += si * w[j]
-            ur, sr, br = u[t, bb], s[t, bb], bt[t, bb]
+                            I[t, b, j] += si * WrecT[i, j]
             for j in range(N):
-                ur[j], sr[j], br[j] = alif_step(up[j], spv[j], bp[j], Ir[j], alpha[j], oma[j],
-                                                rho[j], omr[j], beta, b0, dt, sp)
+                u[t + 1, b, j], bt[t + 1, b, j], x[j] = alif_step(
+                    u[t, b, j], s[t, b, j], bt[t, b, j], I[t, b, j], alpha[j], oma[j], rho[j], omr[j],
+                    beta, b0, dt)
+            _spike_row(x, s, t + 1, b, N, sp)
 
 
 @njit(**_opts)
-def alif_backward(c, lo, hi, gs_ext, gu_ext, has_gu, I, u, s, bt, Wrec, rec, alpha, oma, rho, omr,
-                  beta, b0, dt, sp, u0, s0, bt0, gI, galpha, grho):
-    """Backward through time of a spiking layer (see ``alif_step_backward``).
+def alif_backward(c, lo, hi, g_ext, ext_on_u, I, u, s, bt, Wrec, rec, alpha, oma, rho, omr,
+                  beta, b0, dt, sp, gI, galpha, grho):
+    """Backward through time of a spiking layer for batch rows [lo, hi).
 
-    gs_ext (T,B,N): dL/ds_t from outside the layer (next layer, spike readout).
-    gu_ext (T,B,N): dL/du_t from a membrane readout (read only when has_gu).
-    Writes gI (T,B,N) = dL/dI_t, and per-chunk partial sums galpha, grho (nch, N).
-    The recurrent path W_rec^T gI_{t+1} is one small dense product per step and chunk.
+    g_ext (T,B,N): the gradient arriving from outside the layer: dL/du_t of a membrane readout
+    when ``ext_on_u`` is 1, else dL/ds_t (next layer, spike readout). A layer never has both.
+    Writes gI (T,B,N) = dL/dI_t and adds chunk partial sums to galpha[c], grho[c] (N,).
+    The recurrent path W_rec^T gI_{t+1} is one small dense BLAS product per step and chunk.
     """
-    T, B, N = u.shape
-    gI2 = gI.reshape(T * B, N)
+    T, B, N = I.shape
     nb = hi - lo
-    gu_n = np.zeros((nb, N), u.dtype)
-    gb_n = np.zeros((nb, N), u.dtype)
-    gs_c = np.zeros((nb, N), u.dtype)      # terms of dL/ds_t that step t+1 produced
-    rbuf = np.zeros((nb, N), u.dtype)
-    ga = galpha[c]
-    gr = grho[c]
+    dtype = u.dtype
+    gu_n = np.zeros((nb, N), dtype)      # dL/du_{t+1}
+    gb_n = np.zeros((nb, N), dtype)      # dL/db_{t+1}
+    gs_c = np.zeros((nb, N), dtype)      # terms of dL/ds_t produced by step t+1
+    rbuf = np.zeros((nb, N), dtype)
+    x = np.empty(N, dtype)
+    sg = np.empty(N, dtype)
+    gI2 = gI.reshape(T * B, N)
+    fu = dtype.type(ext_on_u)
+    fs = dtype.type(1 - ext_on_u)
     for t in range(T - 1, -1, -1):
         if rec and t + 1 < T:
             r0 = (t + 1) * B + lo
             np.dot(gI2[r0:r0 + nb], Wrec, rbuf)
-            for k in range(nb):
-                for j in range(N):
-                    gs_c[k, j] += rbuf[k, j]
-        for k in range(nb):
-            bb = lo + k
-            if t == 0:
-                up, spv, bp = u0[bb], s0[bb], bt0[bb]
-            else:
-                up, spv, bp = u[t - 1, bb], s[t - 1, bb], bt[t - 1, bb]
-            ur, br, Ir, gsr, gIr = u[t, bb], bt[t, bb], I[t, bb], gs_ext[t, bb], gI[t, bb]
-            gun, gbn, gsc = gu_n[k], gb_n[k], gs_c[k]
+            gs_c += rbuf
+        for b in range(lo, hi):
+            k = b - lo
             for j in range(N):
-                gue = gu_ext[t, bb, j] if has_gu else gsr[j] - gsr[j]
+                x[j] = u[t + 1, b, j] - (b0 + beta * bt[t + 1, b, j])
+            _surrogate_row(x, sg, N, sp)
+            for j in range(N):
+                ge = g_ext[t, b, j]
                 gu, gb, gi, gal, grh, gsp = alif_step_backward(
-                    gsr[j] + gsc[j], gue, gun[j], gbn[j], ur[j], up[j], spv[j], br[j], bp[j],
-                    Ir[j], alpha[j], oma[j], rho[j], omr[j], beta, b0, dt, sp)
-                gIr[j] = gi
-                ga[j] += gal
-                gr[j] += grh
-                gun[j] = gu
-                gbn[j] = gb
-                gsc[j] = gsp
+                    fs * ge + gs_c[k, j], sg[j], fu * ge, gu_n[k, j], gb_n[k, j],
+                    u[t, b, j], s[t, b, j], bt[t + 1, b, j], bt[t, b, j], I[t, b, j],
+                    alpha[j], oma[j], rho[j], omr[j], beta, b0, dt)
+                gI[t, b, j] = gi
+                galpha[c, j] += gal
+                grho[c, j] += grh
+                gu_n[k, j] = gu
+                gb_n[k, j] = gb
+                gs_c[k, j] = gsp
 
 
 # ----------------------------------------------------------------------------------------------
 # Non-spiking readout integrator
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def integrator_forward(c, lo, hi, I, alpha, oma, u0, u):
-    """u_t = alpha u_{t-1} + (1 - alpha) I_t over T steps; I, u (T,B,N)."""
+def integrator_forward(c, lo, hi, I, alpha, oma, u):
+    """u_t = alpha u_{t-1} + (1 - alpha) I_t over T steps; I (T,B,N), u (T+1,B,N)."""
     T, B, N = I.shape
     for t in range(T):
-        for bb in range(lo, hi):
-            up = u0[bb] if t == 0 else u[t - 1, bb]
-            Ir, ur = I[t, bb], u[t, bb]
+        for b in range(lo, hi):
             for j in range(N):
-                ur[j] = integrator_step(up[j], Ir[j], alpha[j], oma[j])
+                u[t + 1, b, j] = integrator_step(u[t, b, j], I[t, b, j], alpha[j], oma[j])
 
 
 @njit(**_opts)
-def integrator_backward(c, lo, hi, gu_ext, I, u, alpha, oma, u0, gI, galpha):
-    """Backward of the integrator: writes gI (T,B,N) and partial sums galpha (nch, N)."""
-    T, B, N = u.shape
+def integrator_backward(c, lo, hi, gu_ext, I, u, alpha, oma, gI, galpha):
+    """Backward of the integrator: writes gI (T,B,N), adds partial sums to galpha[c]."""
+    T, B, N = I.shape
     gu_n = np.zeros((hi - lo, N), u.dtype)
-    ga = galpha[c]
     for t in range(T - 1, -1, -1):
-        for k in range(hi - lo):
-            bb = lo + k
-            up = u0[bb] if t == 0 else u[t - 1, bb]
-            Ir, gur, gIr, gun = I[t, bb], gu_ext[t, bb], gI[t, bb], gu_n[k]
+        for b in range(lo, hi):
+            k = b - lo
             for j in range(N):
-                gu, gi, gal = integrator_step_backward(gur[j], gun[j], up[j], Ir[j], alpha[j], oma[j])
-                gun[j] = gu
-                gIr[j] = gi
-                ga[j] += gal
+                gu, gi, gal = integrator_step_backward(gu_ext[t, b, j], gu_n[k, j], u[t, b, j],
+                                                       I[t, b, j], alpha[j], oma[j])
+                gu_n[k, j] = gu
+                gI[t, b, j] = gi
+                galpha[c, j] += gal
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,61 +172,59 @@ def integrator_backward(c, lo, hi, gu_ext, I, u, alpha, oma, u0, gI, galpha):
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
 def project_sparse(c, lo, hi, X, WT, bias, out):
-    """out[r] = bias + sum_i X[r, i] WT[i]: a gather of weight rows over the non-zeros of X."""
-    R, Nin = X.shape
+    """out[r] = bias + sum_i X[r, i] WT[i] for rows [lo, hi): a gather of weight rows over
+    the non-zeros of X."""
+    Nin = X.shape[1]
     N = out.shape[1]
     for r in range(lo, hi):
-        o = out[r]
         for j in range(N):
-            o[j] = bias[j]
-        xr = X[r]
+            out[r, j] = bias[j]
         for i in range(Nin):
-            xi = xr[i]
+            xi = X[r, i]
             if xi != 0:
-                w = WT[i]
                 for j in range(N):
-                    o[j] += xi * w[j]
+                    out[r, j] += xi * WT[i, j]
 
 
 @njit(**_opts)
 def matmul_rows(c, lo, hi, A, Bm, bias, out):
-    """out = A @ Bm + bias, one BLAS product per chunk of rows of A."""
-    R = A.shape[0]
+    """out[lo:hi] = A[lo:hi] @ Bm + bias: one BLAS product, or plain loops when the inner
+    dimension is too small for BLAS to pay off (the 6 outputs of the ECG network)."""
+    K = A.shape[1]
     N = out.shape[1]
-    if hi > lo:
+    if hi <= lo:
+        return
+    if K > 16:
         np.dot(A[lo:hi], Bm, out[lo:hi])
         for r in range(lo, hi):
-            o = out[r]
             for j in range(N):
-                o[j] += bias[j]
-
-
-@njit(**_opts)
-def weight_grad_sparse(c, lo, hi, G, X, X0, lag, parts):
-    """parts[c] += sum over rows r of chunk c of outer(x_r, G[r]), x_r = X[r - lag] (X0[r] for
-    r < lag): dW^T as a scatter-add of G rows over the non-zeros of the (lagged) input.
-    lag = B gives the recurrent weights' input s_{t-1} from the spikes s."""
-    R, N = G.shape
-    Nin = X.shape[1]
-    P = parts[c]
-    for r in range(lo, hi):
-        xr = X[r - lag] if r >= lag else X0[r]
-        g = G[r]
-        for i in range(Nin):
-            xi = xr[i]
-            if xi != 0:
-                p = P[i]
+                out[r, j] += bias[j]
+    else:
+        for r in range(lo, hi):
+            for j in range(N):
+                out[r, j] = bias[j]
+            for k in range(K):
+                a = A[r, k]
                 for j in range(N):
-                    p[j] += xi * g[j]
+                    out[r, j] += a * Bm[k, j]
 
 
 @njit(**_opts)
-def weight_grad_dense(c, lo, hi, G, X, X0, lag, parts):
-    """Dense counterpart of ``weight_grad_sparse``: parts[c] += X_c^T G_c by BLAS."""
-    R, N = G.shape
-    a = max(lo, lag)
-    if hi > a:
-        parts[c] += np.dot(X[a - lag:hi - lag].T, G[a:hi])
-    if lo < lag:
-        e = min(hi, lag)
-        parts[c] += np.dot(X0[lo:e].T, G[lo:e])
+def weight_grad_sparse(c, lo, hi, G, X, parts):
+    """parts[c] += sum over rows [lo, hi) of outer(X[r], G[r]): dW^T as a scatter-add of rows
+    of G over the non-zeros of X."""
+    N = G.shape[1]
+    Nin = X.shape[1]
+    for r in range(lo, hi):
+        for i in range(Nin):
+            xi = X[r, i]
+            if xi != 0:
+                for j in range(N):
+                    parts[c, i, j] += xi * G[r, j]
+
+
+@njit(**_opts)
+def weight_grad_dense(c, lo, hi, G, X, parts):
+    """Dense counterpart of ``weight_grad_sparse``: parts[c] += X[lo:hi]^T G[lo:hi] by BLAS."""
+    if hi > lo:
+        parts[c] += np.dot(X[lo:hi].T, G[lo:hi])

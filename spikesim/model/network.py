@@ -118,18 +118,35 @@ def initial_state(cfg: NetworkConfig, batch: int, dtype=np.float32, mode: str = 
 
 @dataclass
 class LayerTrace:
-    """What one layer's forward pass keeps for its backward pass (all (T, B, N))."""
-    x: np.ndarray          # the layer's input (T, B, N_in): data or the previous layer's spikes
-    I: np.ndarray          # total input current
-    u: np.ndarray
-    s: np.ndarray | None
-    bt: np.ndarray | None
-    state0: tuple          # (u0, s0, b0) initial state, (B, N) each
+    """What one layer's forward pass keeps for its backward pass.
+
+    ``x`` (T,B,N_in) is the layer's input (data, or the previous layer's spikes), ``I`` (T,B,N)
+    the total input current; ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N) hold the initial
+    state in slot 0 and the state after step t in slot t+1 (s, bt are None for the integrator).
+    """
+    x: np.ndarray
+    I: np.ndarray
+    u_full: np.ndarray
+    s_full: np.ndarray | None
+    bt_full: np.ndarray | None
     x_sparse: bool
+
+    @property
+    def u(self) -> np.ndarray:
+        return self.u_full[1:]
+
+    @property
+    def s(self) -> np.ndarray | None:
+        return None if self.s_full is None else self.s_full[1:]
+
+    @property
+    def bt(self) -> np.ndarray | None:
+        return None if self.bt_full is None else self.bt_full[1:]
 
 
 @dataclass
 class Trace:
+    """The forward pass of a network: one LayerTrace per layer, time-major."""
     layers: list = field(default_factory=list)
 
     @property
@@ -144,15 +161,16 @@ class Trace:
         """State after the last step, copied: the initial state of the next truncated chunk."""
         out = {}
         for layer, tr in zip(cfg.layers, self.layers):
-            u = tr.u[-1].copy()
-            s = tr.s[-1].copy() if tr.s is not None else np.zeros_like(u)
-            b = tr.bt[-1].copy() if tr.bt is not None else np.full_like(u, layer.b_j0)
+            u = tr.u_full[-1].copy()
+            s = tr.s_full[-1].copy() if tr.s_full is not None else np.zeros_like(u)
+            b = tr.bt_full[-1].copy() if tr.bt_full is not None else np.full_like(u, layer.b_j0)
             out[layer.name] = (u, s, b)
         return out
 
     def firing_rates(self) -> list:
         """Mean spikes per neuron per step of each spiking layer (None for the integrator)."""
-        return [float(tr.s.mean()) if tr.s is not None else None for tr in self.layers]
+        return [float(tr.s.mean(dtype=np.float64)) if tr.s_full is not None else None
+                for tr in self.layers]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +197,8 @@ class Network:
             params = {k: np.ascontiguousarray(v, dtype=dtype) if isinstance(v, np.ndarray) else v
                       for k, v in params.items()}
         self.params = check_params(config, params, dtype)
+        self.reuse_buffers = False     # Trainer/bench turn this on; traces are then overwritten
+        self._ws: dict = {}
 
     # -- input checks --------------------------------------------------------------------------
     def _as_time_major(self, x) -> np.ndarray:
@@ -237,36 +257,46 @@ class Network:
         with compute_threads():
             return self._forward(xt, state)
 
+    def _buf(self, key, shape) -> np.ndarray:
+        """A work array: reused across calls when ``reuse_buffers`` is on (fresh multi-MB arrays
+        per step cost page faults), else freshly allocated."""
+        if not self.reuse_buffers:
+            return np.empty(shape, self.dtype)
+        a = self._ws.get(key)
+        if a is None or a.shape != shape:
+            a = self._ws[key] = np.empty(shape, self.dtype)
+        return a
+
     def _forward(self, xt, state) -> Trace:
         T, B, _ = xt.shape
         trace, inp = Trace(), xt
         sparse = _density(xt) < SPARSE_DENSITY
         for li, layer in enumerate(self.config.layers):
-            n = layer.name
+            n, N = layer.name, layer.size
             W = self.params[f"{n}.W_in"]
             bias = self.params[f"{n}.b_in"]
             if layer.recurrent:
                 bias = bias + self.params[f"{n}.b_rec"]
-            I = np.empty((T, B, layer.size), self.dtype)
+            I = self._buf(f"{li}.I", (T, B, N))
             _project(inp, W, bias, I, sparse)
             alpha, oma, rho, omr, dt = self._consts(layer)
             u0, s0, b0 = state[n]
-            u = np.empty_like(I)
-            nch = n_chunks(B)
+            u = self._buf(f"{li}.u", (T + 1, B, N))
+            u[0] = u0
             if layer.spiking:
-                s = np.empty_like(I)
-                bt = np.empty_like(I)
+                s = self._buf(f"{li}.s", (T + 1, B, N))
+                bt = self._buf(f"{li}.bt", (T + 1, B, N))
+                s[0], bt[0] = s0, b0
                 WrecT = (np.ascontiguousarray(self.params[f"{n}.W_rec"].T) if layer.recurrent
                          else np.zeros((1, 1), self.dtype))
                 sp = surrogate_tuple(layer.surrogate, self.dtype)
                 run_chunks(cpu.alif_forward, B, I, WrecT, layer.recurrent, alpha, oma, rho, omr,
-                           self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp,
-                           u0, s0, b0, u, s, bt, nch=nch)
+                           self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp, u, s, bt)
             else:
                 s = bt = None
-                run_chunks(cpu.integrator_forward, B, I, alpha, oma, u0, u, nch=nch)
-            trace.layers.append(LayerTrace(inp, I, u, s, bt, (u0, s0, b0), sparse))
-            inp, sparse = s, True
+                run_chunks(cpu.integrator_forward, B, I, alpha, oma, u)
+            trace.layers.append(LayerTrace(inp, I, u, s, bt, sparse))
+            inp, sparse = (s[1:] if s is not None else None), True
         return trace
 
     # -- backward ------------------------------------------------------------------------------
@@ -279,35 +309,28 @@ class Network:
     def _backward(self, trace: Trace, g_out) -> dict:
         cfg, p = self.config, self.params
         grads = {}
-        g_out = np.ascontiguousarray(g_out, dtype=self.dtype)
-        readout_spikes = cfg.loss.readout == "spike"
-        gs_ext = g_out if readout_spikes else None
-        gu_ext = None if readout_spikes else g_out
+        g_ext = np.ascontiguousarray(g_out, dtype=self.dtype)
+        ext_on_u = int(cfg.loss.readout == "mem")
         for li in range(len(cfg.layers) - 1, -1, -1):
             layer, tr = cfg.layers[li], trace.layers[li]
             n = layer.name
-            T, B, N = tr.u.shape
+            T, B, N = tr.I.shape
             nch = n_chunks(B)
             alpha, oma, rho, omr, dt = self._consts(layer)
-            u0, s0, b0 = tr.state0
-            gI = np.empty_like(tr.u)
+            gI = self._buf(f"{li}.gI", (T, B, N))
             galpha = np.zeros((nch, N), self.dtype)
             if layer.spiking:
                 grho = np.zeros((nch, N), self.dtype)
-                if gs_ext is None:
-                    gs_ext = np.zeros_like(tr.u)
-                has_gu = gu_ext is not None
-                gue = gu_ext if has_gu else np.zeros((1, 1, 1), self.dtype)
                 Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), self.dtype)
                 sp = surrogate_tuple(layer.surrogate, self.dtype)
-                run_chunks(cpu.alif_backward, B, gs_ext, gue, has_gu, tr.I, tr.u, tr.s, tr.bt, Wrec,
-                           layer.recurrent, alpha, oma, rho, omr, self.dtype.type(layer.beta),
-                           self.dtype.type(layer.b_j0), dt, sp, u0, s0, b0, gI, galpha, grho, nch=nch)
+                run_chunks(cpu.alif_backward, B, g_ext, ext_on_u, tr.I, tr.u_full, tr.s_full, tr.bt_full,
+                           Wrec, layer.recurrent, alpha, oma, rho, omr, self.dtype.type(layer.beta),
+                           self.dtype.type(layer.b_j0), dt, sp, gI, galpha, grho, nch=nch)
                 tau = p[f"{n}.tau_adp"]
                 g = grho.sum(0) * rho * dt / (tau * tau)
                 grads[f"{n}.tau_adp"] = g.astype(self.dtype) if layer.train_tau_adp else np.zeros_like(tau)
             else:
-                run_chunks(cpu.integrator_backward, B, gu_ext, tr.I, tr.u, alpha, oma, u0, gI, galpha,
+                run_chunks(cpu.integrator_backward, B, g_ext, tr.I, tr.u_full, alpha, oma, gI, galpha,
                            nch=nch)
             tau = p[f"{n}.tau_m"]
             g = galpha.sum(0) * alpha * dt / (tau * tau)
@@ -315,17 +338,18 @@ class Network:
             gI2 = gI.reshape(T * B, N)
             gb = gI2.sum(0, dtype=np.float64).astype(self.dtype)
             grads[f"{n}.b_in"] = gb
-            grads[f"{n}.W_in"] = _weight_grad(gI2, tr.x.reshape(T * B, -1), None, 0, tr.x_sparse)
+            grads[f"{n}.W_in"] = _weight_grad(gI2, tr.x.reshape(T * B, -1), tr.x_sparse)
             if layer.recurrent:
                 grads[f"{n}.b_rec"] = gb.copy()
-                grads[f"{n}.W_rec"] = _weight_grad(gI2, tr.s.reshape(T * B, N), s0, B, True)
+                # the recurrent weights see s_{t-1}: slots 0..T-1 of s_full, aligned with gI's rows
+                grads[f"{n}.W_rec"] = _weight_grad(gI2, tr.s_full[:T].reshape(T * B, N), True)
             if li > 0:
                 # dL/ds of the layer below, through this layer's input weights: dense (T*B, N_in)
                 Wi = p[f"{n}.W_in"]
-                gx = np.empty((T, B, Wi.shape[1]), self.dtype)
+                gx = self._buf(f"{li}.gx", (T, B, Wi.shape[1]))
                 run_chunks(cpu.matmul_rows, T * B, gI2, Wi, np.zeros(Wi.shape[1], self.dtype),
                            gx.reshape(T * B, -1))
-                gs_ext, gu_ext = gx, None
+                g_ext, ext_on_u = gx, 0
         return {k: grads[k] for k in p}
 
     # -- loss ------------------------------------------------------------------------------------
@@ -357,14 +381,11 @@ def _project(x, W, bias, out, sparse):
     run_chunks(cpu.project_sparse if sparse else cpu.matmul_rows, T * B, x2, WT, bias, o2)
 
 
-def _weight_grad(G, X, X0, lag, sparse):
-    """dW (N, N_in) = sum over rows of outer(G[r], X[r - lag]) (X0 for the first ``lag`` rows)."""
+def _weight_grad(G, X, sparse):
+    """dW (N, N_in) = sum over rows r of outer(G[r], X[r]), by scatter-add or BLAS."""
     R, N = G.shape
     Nin = X.shape[1]
     nch = n_chunks(R)
     parts = np.zeros((nch, Nin, N), G.dtype)
-    if X0 is None:
-        X0 = np.zeros((1, Nin), G.dtype)
-    run_chunks(cpu.weight_grad_sparse if sparse else cpu.weight_grad_dense, R, G, X, X0, lag, parts,
-               nch=nch)
+    run_chunks(cpu.weight_grad_sparse if sparse else cpu.weight_grad_dense, R, G, X, parts, nch=nch)
     return np.ascontiguousarray(parts.sum(0).T)

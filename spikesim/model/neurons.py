@@ -11,8 +11,9 @@ Forward, one ALIF/LIF neuron (LIF: beta = 0):
     s_t = H(u_t - B_t)
 
 Backward, with g* the total derivative of the loss. ``gs`` arrives complete (next layer, own
-recurrence, readout, and the step-(t+1) terms returned here as ``gs_prev``):
-    gv     = gs * surrogate(u_t - B_t)
+recurrence, readout, and the step-(t+1) terms returned here as ``gs_prev``); ``sg`` is the
+surrogate derivative at u_t - B_t:
+    gv     = gs * sg
     gu     = gu_ext + alpha gu_{t+1} + gv
     gB     = -gv - s_{t-1} dt gu                 (B_t enters the spike test and the reset)
     gb     = rho gb_{t+1} + beta gB
@@ -23,25 +24,24 @@ recurrence, readout, and the step-(t+1) terms returned here as ``gs_prev``):
 """
 from numba import njit
 
-from .surrogates import spike_fn, surrogate_grad
-
 
 @njit(inline="always")
-def alif_step(u_prev, s_prev, b_prev, I, alpha, oma, rho, omr, beta, b0, dt, sp):
-    """One forward step of an ALIF neuron: returns (u_t, s_t, b_t)."""
+def alif_step(u_prev, s_prev, b_prev, I, alpha, oma, rho, omr, beta, b0, dt):
+    """One forward step of an ALIF neuron: returns (u_t, b_t, x_t = u_t - B_t); the spike is
+    s_t = H(x_t) (``spikesim.model.surrogates``)."""
     b = rho * b_prev + omr * s_prev
     B = b0 + beta * b
     u = alpha * u_prev + oma * I - B * s_prev * dt
-    s = spike_fn(u - B, sp)
-    return u, s, b
+    return u, b, u - B
 
 
 @njit(inline="always")
-def alif_step_backward(gs, gu_ext, gu_next, gb_next, u, u_prev, s_prev, b, b_prev, I,
-                       alpha, oma, rho, omr, beta, b0, dt, sp):
-    """One backward step: returns (gu, gb, gI, galpha, grho, gs_prev)."""
+def alif_step_backward(gs, sg, gu_ext, gu_next, gb_next, u_prev, s_prev, b, b_prev, I,
+                       alpha, oma, rho, omr, beta, b0, dt):
+    """One backward step, given sg = surrogate derivative at u_t - B_t.
+    Returns (gu, gb, gI, galpha, grho, gs_prev)."""
     B = b0 + beta * b
-    gv = gs * surrogate_grad(u - B, sp)
+    gv = gs * sg
     gu = gu_ext + alpha * gu_next + gv
     gB = -gv - s_prev * dt * gu
     gb = rho * gb_next + beta * gB

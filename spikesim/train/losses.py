@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..model.config import LOSSES
 
@@ -59,26 +60,62 @@ def _check(out, labels, start, per_step):
     return labels.astype(np.int64)
 
 
+@njit(cache=True, nogil=True)
+def _nll_rows(u, y, scale, g, want_grad):
+    """Sum over rows of -log_softmax(u[r])[y[r]] (rows with y < 0 skipped), in float64, and
+    g[r] = scale * (softmax(u[r]) - onehot(y[r])) when ``want_grad``."""
+    R, C = u.shape
+    loss = 0.0
+    e = np.empty(C)
+    for r in range(R):
+        if y[r] < 0:
+            if want_grad:
+                for c in range(C):
+                    g[r, c] = 0
+            continue
+        m = u[r, 0]
+        for c in range(1, C):
+            m = max(m, u[r, c])
+        tot = 0.0
+        for c in range(C):
+            e[c] = np.exp(np.float64(u[r, c]) - m)
+            tot += e[c]
+        loss -= np.float64(u[r, y[r]]) - m - np.log(tot)
+        if want_grad:
+            for c in range(C):
+                g[r, c] = scale * (e[c] / tot - (1.0 if c == y[r] else 0.0))
+    return loss
+
+
+@njit(cache=True, nogil=True)
+def _softmax_rows(u, q):
+    """q[r] = softmax(u[r]) in float64."""
+    R, C = u.shape
+    for r in range(R):
+        m = u[r, 0]
+        for c in range(1, C):
+            m = max(m, u[r, c])
+        tot = 0.0
+        for c in range(C):
+            q[r, c] = np.exp(np.float64(u[r, c]) - m)
+            tot += q[r, c]
+        for c in range(C):
+            q[r, c] /= tot
+
+
 def nll_per_step(out, labels, start=0, grad=True, carry=None):
     labels = _check(out, labels, start, True)
     T, B, C = out.shape
-    u = out[start:].astype(np.float64)                      # (T', B, C)
-    y = labels[:, start:].T                                 # (T', B)
-    mask = y >= 0
-    p = _softmax(u)
-    yc = np.where(mask, y, 0)
-    logp = np.log(np.take_along_axis(p, yc[..., None], axis=2)[..., 0])
-    loss = -(logp * mask).sum() / B
+    y = np.ascontiguousarray(labels[:, start:].T).reshape(-1)          # rows (t, b) as out
+    g = np.zeros(out.shape, out.dtype) if grad else np.zeros((1, 1, 1), out.dtype)
+    u2 = np.ascontiguousarray(out[start:]).reshape(-1, C)
+    g2 = g[start:].reshape(-1, C) if grad else g.reshape(1, 1)
+    loss = _nll_rows(u2, y, 1.0 / B, g2, grad) / B
     pred = out.argmax(axis=2).T                             # (B, T): all steps
-    predw = pred[:, start:]
-    correct = int(((predw == labels[:, start:]) & (labels[:, start:] >= 0)).sum())
-    g = None
-    if grad:
-        g = np.zeros(out.shape, out.dtype)
-        d = p.copy()
-        np.put_along_axis(d, yc[..., None], np.take_along_axis(d, yc[..., None], 2) - 1, axis=2)
-        g[start:] = (d * mask[..., None] / B).astype(out.dtype)
-    return LossResult(float(loss), g, pred, correct, int(mask.sum()))
+    lab = labels[:, start:]
+    mask = lab >= 0
+    correct = int(((pred[:, start:] == lab) & mask).sum())
+    return LossResult(float(loss), g if grad else None, pred, correct, int(mask.sum()))
 
 
 def _ce_logits(z, labels):
@@ -93,7 +130,8 @@ def _ce_logits(z, labels):
 def ce_sum_softmax(out, labels, start=0, grad=True, carry=None):
     labels = _check(out, labels, start, False)
     T, B, C = out.shape
-    q = _softmax(out[start:].astype(np.float64))            # (T', B, C)
+    q = np.empty((T - start, B, C))
+    _softmax_rows(np.ascontiguousarray(out[start:]).reshape(-1, C), q.reshape(-1, C))
     z = q.sum(0) + (0 if carry is None else carry)
     loss, dz = _ce_logits(z, labels)
     pred = z.argmax(1)

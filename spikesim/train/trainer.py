@@ -119,6 +119,7 @@ def evaluate(net: Network, dataset, batch_size: int = 64, init_state: dict | Non
     rng = np.random.default_rng(seed)
     loss = correct = count = 0.0
     rates, preds, logits = None, [], []
+    reuse, net.reuse_buffers = net.reuse_buffers, True
     with compute_threads():
         for b0 in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
             idx = np.arange(b0, min(n, b0 + batch_size))
@@ -136,6 +137,7 @@ def evaluate(net: Network, dataset, batch_size: int = 64, init_state: dict | Non
                 preds.append(res.pred)
                 if res.logits is not None:
                     logits.append(res.logits)
+    net.reuse_buffers = reuse
     out = {"loss": loss / n, "accuracy": correct / max(1, count), "correct": int(correct),
            "count": int(count), "n_samples": n,
            "firing_rates": [None if r is None else r / n for r in rates]}
@@ -164,6 +166,7 @@ class Trainer:
         self.opt = Optimizer(net.params, cfg.lr, cfg.optimizer, cfg.betas, cfg.eps, cfg.lr_mult,
                              cfg.clip_norm, frozen=_frozen(net))
         self.schedule = make_schedule(cfg.schedule)
+        net.reuse_buffers = True        # work arrays reused across steps (no page faults)
         self.history: list = []
         self.epoch, self.batch = 0, 0
         self.best_val = -1.0
@@ -190,7 +193,8 @@ class Trainer:
         if path is None or not path.exists():
             return False
         ck = load_checkpoint(path)
-        if ck.config.get("network") != self.net.config.to_dict():
+        # JSON has no tuples: compare both sides in their JSON form
+        if ck.config.get("network") != json.loads(json.dumps(self.net.config.to_dict())):
             raise ValueError(f"{path}: checkpoint network config differs from this run's")
         for k, v in ck.params.items():
             self.net.params[k][...] = v

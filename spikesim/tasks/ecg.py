@@ -1,0 +1,444 @@
+"""ECG wave segmentation on QTDB (SPEC section 3): 4 -> 36 recurrent LIF -> 6 ALIF outputs,
+per-step NLL of log_softmax(output membrane) from step 10 on.
+
+- :func:`network_config` builds the network, :func:`train_config` the official training
+  settings; :func:`from_official` maps the official PyTorch state_dicts onto a Network,
+  :func:`load_network` reads either those or spikesim's own checkpoints.
+- ``spikesim eval ecg`` (:func:`run_eval`) and ``spikesim train ecg`` (:func:`run_train`).
+
+Evaluation metric (official): accuracy over steps 10..1300 with unlabelled steps counted as
+class 0 ("class0" policy of :func:`spikesim.data.qtdb.load_qtdb`); ``accuracy`` is the mean
+of the per-sequence accuracies (equal to the pooled step accuracy here, since every QTDB
+sequence has 1301 steps).
+
+Boundary detection, as the official script's ``calculate_stats``: a segment onset is a step
+where the label changes, its class the new label; onsets are taken within steps 40..1270 (the
+official script trims 30 steps at both ends of the scored window 10..1300); each true onset,
+in time order, takes the nearest unmatched predicted onset of its class and is a TP when that
+is at most ``--tolerance`` steps away (default 37.5 = 150 ms at 250 Hz, the official value),
+otherwise a FN; unmatched predicted onsets are FPs. ``--boundary-match optimal`` uses a maximum
+one-to-one matching instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CheckpointError
+from ..model.config import LayerConfig, LossConfig, NetworkConfig
+from ..model.network import Network, initial_state
+from ..train.trainer import ArrayDataset, TrainConfig
+
+N_IN, N_HIDDEN, N_CLASSES, T_STEPS, START = 4, 36, 6, 1301, 10
+CLASS_NAMES = ("P", "PQ", "QR", "RS", "ST", "TP")
+VARIANTS = ("nmi", "icons")
+DEFAULT_B_J0 = {"nmi": 0.1, "icons": 0.01}
+DEFAULT_TOLERANCE = 0.150 * 250     # 150 ms at 250 Hz, as the official evaluation
+BOUNDARY_TRIM = 30                   # steps left out at both ends of the scored window
+
+
+# ----------------------------------------------------------------------------------------------
+# Network and training settings
+# ----------------------------------------------------------------------------------------------
+def network_config(b_j0: float = 0.01, surrogate: str = "multi_gaussian",
+                   fixed_tau_m: float | None = None) -> NetworkConfig:
+    """4 -> 36 recurrent LIF (beta 0, "hidden") -> 6 dense ALIF (beta 1.8, "out"); loss
+    ``nll_per_step`` from step 10. Init (SPEC section 3): W_rec orthogonal, W_in xavier-uniform,
+    biases 0, tau_adp 7 (hidden) / 100 (out), tau_m 20. ``fixed_tau_m``: tau_m set to that
+    value and not trained (the ICONS checkpoint: 20)."""
+    tm = 20.0 if fixed_tau_m is None else float(fixed_tau_m)
+    train_tm = fixed_tau_m is None
+    common = dict(b_j0=float(b_j0), surrogate=surrogate, w_in_init="xavier_uniform",
+                  w_rec_init="orthogonal", tau_m=(tm, 0.0), train_tau_m=train_tm)
+    return NetworkConfig(
+        n_in=N_IN,
+        layers=[LayerConfig(N_HIDDEN, "rec", name="hidden", beta=0.0, tau_adp=(7.0, 0.0), **common),
+                LayerConfig(N_CLASSES, "dense", name="out", beta=1.8, tau_adp=(100.0, 0.0), **common)],
+        loss=LossConfig("nll_per_step", start=START))
+
+
+def train_config(epochs: int = 150, batch_size: int = 64, lr: float = 1e-2, seed: int = 0,
+                 init_state: str = "zeros") -> TrainConfig:
+    """The official ECG settings: Adam lr 1e-2, hidden taus 3x lr, output taus 2x, StepLR(100,
+    0.5), batch 64."""
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam",
+                       lr_mult={"hidden.tau_*": 3.0, "out.tau_*": 2.0},
+                       schedule={"kind": "step", "step_size": 100, "gamma": 0.5}, seed=seed,
+                       init_state=_state_spec(init_state, "nmi"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+_OFFICIAL_MAP = {   # official name -> spikesim name
+    "i2h.weight": "hidden.W_in", "i2h.bias": "hidden.b_in",
+    "h2h.weight": "hidden.W_rec", "h2h.bias": "hidden.b_rec",
+    "h2o.weight": "out.W_in", "h2o.bias": "out.b_in",
+    "tau_m_h": "hidden.tau_m", "tau_adp_h": "hidden.tau_adp",
+    "tau_m_o": "out.tau_m", "tau_adp_o": "out.tau_adp",
+}
+_TAU_M = ("tau_m_h", "tau_m_o")
+
+
+def official_keys(variant: str) -> list:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return [k for k in _OFFICIAL_MAP if variant == "nmi" or k not in _TAU_M]
+
+
+def detect_variant(sd: dict) -> str:
+    """'nmi' when the state_dict holds tau_m_h/tau_m_o, 'icons' when it holds neither."""
+    has = [k in sd for k in _TAU_M]
+    if all(has):
+        return "nmi"
+    if not any(has):
+        return "icons"
+    raise CheckpointError("checkpoint holds only one of tau_m_h / tau_m_o: not an ECG checkpoint")
+
+
+def from_official(path, variant: str = "auto", b_j0: float | None = None, dtype=np.float64,
+                  surrogate: str | None = None) -> Network:
+    """A Network with the parameters of an official ECG state_dict (``.pth`` path or an
+    already-loaded dict of arrays).
+
+    ``variant``: "nmi" (tau_m trained, multi-Gaussian surrogate, b_j0 0.1 by default: the value
+    the checkpoint needs, SPEC section 3), "icons" (no tau_m in the file: fixed 20, not trained;
+    Gaussian surrogate; b_j0 0.01) or "auto" (from the keys). Raises CheckpointError when names
+    or shapes do not match.
+    """
+    from ..io.pth import load_pth, state_dict
+    where = str(path) if not isinstance(path, dict) else "state_dict"
+    if isinstance(path, dict):
+        sd = {k: np.asarray(v) for k, v in path.items()}
+    else:
+        sd = state_dict(load_pth(path))
+    if variant == "auto":
+        variant = detect_variant(sd)
+    want = official_keys(variant)
+    missing = [k for k in want if k not in sd]
+    extra = sorted(k for k in sd if k not in want)
+    if missing or extra:
+        hint = ""
+        if variant == "icons" and any(k in sd for k in _TAU_M):
+            hint = " (the file has tau_m: try --variant nmi)"
+        elif variant == "nmi" and not any(k in sd for k in _TAU_M) and not extra:
+            hint = " (the file has no tau_m: try --variant icons)"
+        raise CheckpointError(f"{where}: not an official ECG ({variant}) checkpoint: missing "
+                              f"{missing}, unexpected {extra}{hint}")
+    cfg = network_config(b_j0=DEFAULT_B_J0[variant] if b_j0 is None else b_j0,
+                         surrogate=surrogate or ("multi_gaussian" if variant == "nmi" else "gaussian"),
+                         fixed_tau_m=None if variant == "nmi" else 20.0)
+    from ..model.config import param_shapes
+    shapes = param_shapes(cfg)
+    params = {}
+    for k in want:
+        name, a = _OFFICIAL_MAP[k], np.asarray(sd[k])
+        if a.shape != shapes[name]:
+            raise CheckpointError(f"{where}: {k} has shape {a.shape}, the ECG network needs "
+                                  f"{shapes[name]}")
+        if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)):
+            raise CheckpointError(f"{where}: {k} is not a finite float array")
+        params[name] = a.astype(dtype)
+    for k in _TAU_M:
+        if _OFFICIAL_MAP[k] not in params:
+            params[_OFFICIAL_MAP[k]] = np.full(shapes[_OFFICIAL_MAP[k]], 20.0, dtype)
+    net = Network(cfg, params, dtype=dtype)
+    net.variant = variant
+    return net
+
+
+def load_network(path, variant: str = "auto", b_j0: float | None = None, dtype=np.float64):
+    """Read an official ``.pth`` (see :func:`from_official`) or a spikesim checkpoint (its
+    stored network config; ``b_j0`` overrides every layer's). Returns (net, info)."""
+    from ..io.checkpoint import is_spikesim_checkpoint, load_checkpoint
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if is_spikesim_checkpoint(path):
+        ck = load_checkpoint(path)
+        netcfg = (ck.config or {}).get("network")
+        if netcfg is None:
+            raise CheckpointError(f"{path}: spikesim checkpoint without a network config")
+        try:
+            cfg = NetworkConfig.from_dict(netcfg)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: bad network config: {e}") from e
+        if b_j0 is not None:
+            for layer in cfg.layers:
+                layer.b_j0 = float(b_j0)
+        if cfg.n_in != N_IN or cfg.n_out != N_CLASSES or cfg.loss.kind != "nll_per_step":
+            raise CheckpointError(f"{path}: not an ECG network ({cfg.n_in} inputs, {cfg.n_out} "
+                                  f"outputs, loss {cfg.loss.kind})")
+        try:
+            net = Network(cfg, {k: np.asarray(v) for k, v in ck.params.items()}, dtype=dtype)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: parameters do not match its config: {e}") from e
+        v = variant if variant != "auto" else "nmi"
+        net.variant = v
+        return net, {"format": "spikesim", "variant": v, "epoch": ck.epoch, "seed": ck.seed}
+    net = from_official(path, variant=variant, b_j0=b_j0, dtype=dtype)
+    return net, {"format": "official", "variant": net.variant}
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+def _state_spec(mode: str, variant: str) -> dict:
+    """Initial-state spec for TrainConfig/make_state. random: NMI scripts u ~ U[0,1)*b_j0,
+    s = 0; ICONS notebook u = s = U[0,1) unscaled. b = b_j0 always."""
+    if mode == "zeros":
+        return {"mode": "zeros"}
+    if mode != "random":
+        raise ValueError(f"unknown initial state {mode!r}; choose zeros or random")
+    if variant == "icons":
+        return {"mode": "random", "scale": 1.0, "spikes": True}
+    return {"mode": "random", "scale": "b_j0", "spikes": False}
+
+
+def predict(net: Network, x, state_spec=None, rng=None, batch_size: int = 256):
+    """Predicted class per step (N, T) int64 (argmax of the output membrane) and the firing
+    rate of each layer, from one pass over x (N, T, 4) in batches."""
+    spec = dict(state_spec or {"mode": "zeros"})
+    mode = spec.pop("mode", "zeros")
+    preds, spikes_sum, steps = [], None, 0
+    for b0 in range(0, len(x), batch_size):
+        xb = x[b0:b0 + batch_size]
+        st = initial_state(net.config, len(xb), net.dtype, mode=mode, rng=rng, **spec)
+        tr = net.forward(xb, st)
+        preds.append(tr.output_mem.argmax(axis=2).T.astype(np.int64))
+        s = [float(l.s.sum()) / l.s.shape[2] if l.s is not None else 0.0 for l in tr.layers]
+        spikes_sum = s if spikes_sum is None else [a + b for a, b in zip(spikes_sum, s)]
+        steps += xb.shape[0] * xb.shape[1]
+    rates = [v / steps for v in spikes_sum]
+    return np.concatenate(preds), rates
+
+
+def evaluate_predictions(pred, labels, tolerance: float = DEFAULT_TOLERANCE, start: int = START,
+                         trim: int = BOUNDARY_TRIM, match: str = "nearest") -> dict:
+    """All ECG metrics of predictions (N, T) against labels (N, T)."""
+    from .. import metrics
+    per_seq = metrics.per_sequence_accuracy(pred, labels, start)
+    w = slice(start + trim, labels.shape[1] - trim)
+    bd = metrics.boundary_detection(pred[:, w], labels[:, w], N_CLASSES, tolerance, start=0,
+                                    method=match)
+    cm = metrics.confusion_matrix(labels[:, start:], pred[:, start:], N_CLASSES)
+    return {
+        "accuracy": float(np.nanmean(per_seq)),
+        "step_accuracy": metrics.pooled_accuracy(pred, labels, start),
+        "per_sequence_accuracy": per_seq.tolist(),
+        "confusion_matrix": cm.tolist(),
+        "boundary_detection": {"tolerance_steps": float(tolerance), "match": match,
+                               "steps": [w.start, w.stop - 1], "classes": list(CLASS_NAMES),
+                               **{k: _jsonable(bd[k]) for k in ("tp", "fp", "fn", "precision",
+                                                                 "recall", "f1")}},
+    }
+
+
+def _jsonable(a):
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.integer):
+        return a.tolist()
+    return [None if not np.isfinite(v) else round(float(v), 6) for v in a.ravel()]
+
+
+def evaluate_network(net: Network, x, labels, init_state: str = "zeros", seeds: int = 1,
+                     variant: str = "nmi", tolerance: float = DEFAULT_TOLERANCE,
+                     match: str = "nearest") -> tuple:
+    """Metrics of ``net`` on (x, labels). With ``init_state="random"``, ``seeds`` runs (rng
+    seeds 0..seeds-1) and mean/std of the accuracy; the other metrics are those of seed 0.
+    Returns (result dict, predictions of the first run)."""
+    spec = _state_spec(init_state, variant)
+    n_runs = 1 if init_state == "zeros" else max(1, int(seeds))
+    accs, first, first_pred = [], None, None
+    rates_all = []
+    for s in range(n_runs):
+        rng = np.random.default_rng(s) if init_state == "random" else None
+        pred, rates = predict(net, x, spec, rng)
+        m = evaluate_predictions(pred, labels, tolerance, match=match)
+        accs.append(m["accuracy"])
+        rates_all.append(rates)
+        if first is None:
+            first, first_pred = m, pred
+    out = dict(first)
+    out["accuracy"] = float(np.mean(accs))
+    out["accuracy_std"] = float(np.std(accs)) if len(accs) > 1 else 0.0
+    out["accuracies"] = [float(a) for a in accs]
+    out["firing_rates"] = {l.name: float(np.mean([r[i] for r in rates_all]))
+                           for i, l in enumerate(net.config.layers)}
+    out["init_state"] = {**spec, "seeds": list(range(n_runs)) if init_state == "random" else None}
+    return out, first_pred
+
+
+def format_report(res: dict) -> str:
+    lines = []
+    acc, sd = res["accuracy"] * 100, res.get("accuracy_std", 0.0) * 100
+    n = len(res.get("accuracies", [1]))
+    if n > 1:
+        lines.append(f"accuracy (steps {START}..{T_STEPS - 1}, mean per sequence): {acc:.2f} % "
+                     f"+- {sd:.2f} over {n} seeds  ({', '.join(f'{a * 100:.2f}' for a in res['accuracies'])})")
+    else:
+        lines.append(f"accuracy (steps {START}..{T_STEPS - 1}, mean per sequence): {acc:.2f} %")
+    if n > 1:
+        lines.append("the metrics below are those of seed 0")
+    lines.append(f"pooled step accuracy: {res['step_accuracy'] * 100:.2f} %   sequences: "
+                 f"{res.get('n_samples')}")
+    lines.append("firing rates: " + ", ".join(f"{k} {v:.4f}" for k, v in res["firing_rates"].items()))
+    lines.append("confusion matrix (rows true, columns predicted): " + " ".join(CLASS_NAMES))
+    for name, row in zip(CLASS_NAMES, res["confusion_matrix"]):
+        lines.append(f"  {name:>3} " + " ".join(f"{v:7d}" for v in row))
+    bd = res["boundary_detection"]
+    lines.append(f"segment onsets, steps {bd['steps'][0]}..{bd['steps'][1]}, within "
+                 f"+-{bd['tolerance_steps']:g} steps ({bd['match']}):")
+    lines.append(f"{'':44}class   TP   FP   FN  precision recall")
+    for i, name in enumerate(CLASS_NAMES):
+        p, r = bd["precision"][i], bd["recall"][i]
+        lines.append(f"{'':44}{name:>5} {bd['tp'][i]:4d} {bd['fp'][i]:4d} {bd['fn'][i]:4d}  "
+                     f"{'-' if p is None else f'{p:.3f}':>9} {'-' if r is None else f'{r:.3f}':>6}")
+    return "\n".join(lines)
+
+
+def add_eval_args(parser: argparse.ArgumentParser, name: str = "ecg"):
+    parser.add_argument("--checkpoint", required=True,
+                        help="official ECG state_dict (.pth) or a spikesim checkpoint (.ckpt)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with QTDB_test.mat (or its qtdb/ subfolder); default "
+                             "$SPIKESIM_DATA or ~/.cache/spikesim")
+    parser.add_argument("--json", default=None, help="write all results as JSON here")
+    parser.add_argument("--save-predictions", default=None,
+                        help="write the (N, 1301) predicted classes as .npy here")
+    parser.add_argument("--init-state", choices=("zeros", "random"), default="zeros",
+                        help="zeros: u=s=0, b=b_j0; random: the checkpoint's official state "
+                             "(NMI u~U[0,1)*b_j0; ICONS u=s=U[0,1))")
+    parser.add_argument("--seeds", type=int, default=10, help="runs with --init-state random")
+    parser.add_argument("--b-j0", type=float, default=None,
+                        help="threshold baseline (default: nmi 0.1, icons 0.01, spikesim: stored)")
+    parser.add_argument("--variant", choices=("auto",) + VARIANTS, default="auto")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="boundary-detection tolerance in steps (default 37.5: 150 ms)")
+    parser.add_argument("--boundary-match", choices=("nearest", "optimal"), default="nearest",
+                        help="nearest: the official greedy count; optimal: maximum matching")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+
+
+def run_eval(args) -> int:
+    from ..data.qtdb import load_qtdb
+    dtype = np.dtype(args.dtype)
+    try:
+        net, info = load_network(args.checkpoint, args.variant, args.b_j0, dtype)
+    except CheckpointError as e:
+        print(f"spikesim: error: {e}", file=sys.stderr)
+        return 2
+    data = load_qtdb(args.data_dir, args.split, unlabelled="class0", dtype=dtype)
+    t0 = time.time()
+    res, pred = evaluate_network(net, data.x, data.labels, args.init_state, args.seeds,
+                                 info["variant"], args.tolerance, args.boundary_match)
+    res = {"task": "ecg", "checkpoint": str(args.checkpoint), "split": args.split,
+           "n_samples": len(data), "dtype": str(dtype), "b_j0": net.config.layers[0].b_j0,
+           **info, **res, "seconds": time.time() - t0}
+    print(f"spikesim eval ecg: {args.checkpoint} ({info['format']}, {info['variant']}), "
+          f"b_j0 {res['b_j0']}, {args.dtype}, init state {args.init_state}")
+    print(format_report(res))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.save_predictions:
+        Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.save_predictions, pred.astype(np.int64))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with QTDB_{train,test}.mat (or its qtdb/ subfolder)")
+    parser.add_argument("--out", required=True, help="folder for checkpoints, results and plots")
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--resume", action="store_true", help="continue from --out/last.ckpt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--b-j0", type=float, default=0.1,
+                        help="threshold baseline; 0.1 as the NMI checkpoint was trained with")
+    parser.add_argument("--surrogate", default="multi_gaussian")
+    parser.add_argument("--init-state", choices=("zeros", "random"), default="zeros",
+                        help="initial state for training and evaluation")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_train(args) -> int:
+    from ..data.qtdb import load_qtdb, train_val_split
+    from ..io.checkpoint import load_checkpoint
+    from ..model.network import init_params
+    from ..train.trainer import Trainer
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = np.dtype(args.dtype)
+    train = load_qtdb(args.data_dir, "train", dtype=dtype)
+    test = load_qtdb(args.data_dir, "test", dtype=dtype)
+    tr_idx, va_idx = train_val_split(len(train), args.val_fraction, args.seed)
+    train_set = ArrayDataset(train.x[tr_idx], train.labels[tr_idx])
+    val_set = ArrayDataset(train.x[va_idx], train.labels[va_idx])
+    cfg = network_config(b_j0=args.b_j0, surrogate=args.surrogate)
+    tcfg = train_config(args.epochs, args.batch_size, args.lr, args.seed, args.init_state)
+    net = Network(cfg, seed=args.seed, dtype=dtype)
+    params0 = init_params(cfg, args.seed, dtype)
+    meta = {"task": "ecg", "seed": args.seed, "b_j0": args.b_j0, "val_fraction": args.val_fraction,
+            "n_train": len(train_set), "n_val": len(val_set)}
+    (out / "config.json").write_text(json.dumps(
+        {"network": cfg.to_dict(), "train": tcfg.to_dict(), "seed": args.seed, "dtype": str(dtype),
+         "data_dir": str(args.data_dir), **meta}, indent=1))
+    trainer = Trainer(net, tcfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
+    resumed = trainer.resume() if args.resume else False
+    t0 = time.time()
+    history = trainer.fit()
+    wall = time.time() - t0
+    best = load_checkpoint(out / "best.ckpt")
+    best_net = Network(cfg, {k: np.asarray(v) for k, v in best.params.items()}, dtype=dtype)
+    res, pred = evaluate_network(best_net, test.x, test.labels, args.init_state, 1, "nmi",
+                                 args.tolerance)
+    last_rec = history[-1] if history else {}
+    results = {
+        "task": "ecg", "test_accuracy": res["accuracy"], "test_step_accuracy": res["step_accuracy"],
+        "model_selection": "best validation accuracy",
+        "best_epoch": int(best.epoch), "best_val_acc": float(trainer.best_val),
+        "epochs": len(history), "final_val_acc": last_rec.get("val_acc"),
+        "final_train_acc": last_rec.get("train_acc"),
+        "train_seconds": float(sum(h.get("seconds", 0.0) for h in history)),
+        "wall_seconds_this_run": wall, "resumed": bool(resumed),
+        "firing_rates": res["firing_rates"], "seed": args.seed, "b_j0": args.b_j0,
+        "dtype": str(dtype), "init_state": args.init_state, "n_train": len(train_set),
+        "n_val": len(val_set), "n_test": len(test),
+        "confusion_matrix": res["confusion_matrix"], "boundary_detection": res["boundary_detection"],
+        "config": {"network": cfg.to_dict(), "train": tcfg.to_dict()},
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    np.save(out / "test_predictions.npy", pred)
+    if not args.no_plots:
+        _train_plots(out, history, params0, best_net, test, pred)
+    print(f"spikesim train ecg: test accuracy {res['accuracy'] * 100:.2f} % (best validation "
+          f"{trainer.best_val * 100:.2f} % at epoch {best.epoch}), {len(history)} epochs, "
+          f"{results['train_seconds']:.0f} s training, firing rates "
+          + ", ".join(f"{k} {v:.4f}" for k, v in res["firing_rates"].items()))
+    return 0
+
+
+def _train_plots(out: Path, history, params0, net: Network, test, pred, index: int = 0):
+    from .. import plots
+    plots.learning_curves(history, out / "learning_curves.png")
+    plots.tau_histograms(params0, net.params, out / "tau_histograms.png")
+    tr = net.forward(test.x[index:index + 1])
+    plots.sequence_figure(test.x[index], tr.layers[0].s[:, 0], tr.layers[-1].u[:, 0],
+                          test.labels[index], pred[index], out / "sequence.png",
+                          class_names=CLASS_NAMES)

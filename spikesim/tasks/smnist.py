@@ -1,0 +1,545 @@
+"""Sequential MNIST (S-MNIST) and permuted sequential MNIST (PS-MNIST), SPEC sections 3-5, 7.
+
+One module serves both CLI task names ``smnist`` and ``psmnist`` (``args.task`` says which).
+
+- :func:`nmi_config`: the NMI network, k -> 64 rec ALIF (r1) -> 256 rec ALIF (r2) -> 256 dense
+  ALIF (d1) -> 10 dense ALIF (o), loss ``ce_sum_spike`` ("adp-spike"), later-script init.
+- :func:`icons_config`: the ICONS network, 80 RBF fields -> 256 rec ALIF -> 128 rec ALIF -> 10.
+  Its "adp-mem" readout is ``ce_sum_softmax`` over the membrane of a final *dense ALIF* layer
+  (as the ICONS code: the output neurons are adaptive spiking neurons whose membrane, reset by
+  their own spikes, is read through a softmax each step); Gaussian surrogate, b_j0 = 0.1.
+- :class:`SMNISTDataset`: images encoded per batch (sliding window or RBF), optionally permuted.
+- :func:`from_official`: the whole-model ``.pth`` files of the official code.
+- ``spikesim train|eval smnist|psmnist``.
+
+Readings of the official code (SPEC section 5):
+
+- 2020 checkpoint (``smnist_nmi_98.21.pth``): window 8, stride 1, pixels /255 (analog), output
+  spikes summed over all steps t >= 0; its random state is u, s ~ uniform[0,1) (unscaled) in
+  every layer and the output spike sum also starts at uniform[0,1) values ("official2020").
+- later script (training here, PS-MNIST): window 4 binarised at > 0.1, sum over t > 0, random
+  state u ~ uniform[0,1) * b_j0, s = 0, zero sum ("official").
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.encoders import apply_permutation, permutation, rbf_encode, sliding_window
+from ..model.config import LayerConfig, LossConfig, NetworkConfig
+from ..model.network import Network, initial_state
+from ..train.trainer import TrainConfig
+
+N_PIXELS = 784
+N_CLASSES = 10
+DEFAULT_PERM_SEED = 1234
+
+#: initial-state presets: name -> (initial_state kwargs, random output sum?)
+INIT_STATES = {
+    "zeros": ({"mode": "zeros"}, False),
+    "official": ({"mode": "random", "scale": "b_j0"}, False),            # later script
+    "official2020": ({"mode": "random", "scale": 1.0, "spikes": True}, True),  # 2020 notebook
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Network configurations
+# ----------------------------------------------------------------------------------------------
+def nmi_config(k: int = 4, b_j0: float = 0.01, surrogate: str = "multi_gaussian",
+               hidden=(64, 256, 256), tau_m=(20.0, 5.0), tau_adp=(200.0, 25.0),
+               w_rec_init: str = "zeros", loss_start: int = 1) -> NetworkConfig:
+    """The NMI (P)S-MNIST network: k -> r1 (rec) -> r2 (rec) -> d1 (dense) -> o (10, dense ALIF).
+
+    Defaults are the later script's: recurrent weights zero, xavier-uniform input weights, zero
+    biases, tau_m ~ N(20, 5), tau_adp ~ N(200, 25), output spikes summed over t > 0
+    (``loss_start=1``; the 2020 checkpoint sums over t >= 0, ``loss_start=0``).
+    """
+    h1, h2, h3 = hidden
+    common = dict(beta=1.8, b_j0=b_j0, surrogate=surrogate, tau_m=tau_m, tau_adp=tau_adp,
+                  w_in_init="xavier_uniform", w_rec_init=w_rec_init)
+    return NetworkConfig(
+        n_in=int(k),
+        layers=[LayerConfig(h1, "rec", name="r1", **common),
+                LayerConfig(h2, "rec", name="r2", **common),
+                LayerConfig(h3, "dense", name="d1", **common),
+                LayerConfig(N_CLASSES, "dense", name="o", **common)],
+        loss=LossConfig("ce_sum_spike", start=loss_start))
+
+
+def icons_config(n_fields: int = 80, hidden=(256, 128), b_j0: float = 0.1,
+                 surrogate: str = "gaussian", tau_m=(20.0, 5.0), tau_adp=(200.0, 25.0)) -> NetworkConfig:
+    """The ICONS S-MNIST network: RBF fields -> 256 rec ALIF -> 128 rec ALIF -> 10 dense ALIF,
+    readout "adp-mem" = cross-entropy of the sum over t of softmax(u_out) (``ce_sum_softmax``).
+
+    Choice: the output is a dense *ALIF* layer whose membrane is read (as the ICONS code's
+    adaptive output neurons), not a non-spiking integrator. Recurrent weights orthogonal.
+    """
+    common = dict(beta=1.8, b_j0=b_j0, surrogate=surrogate, tau_m=tau_m, tau_adp=tau_adp,
+                  w_in_init="xavier_uniform", w_rec_init="orthogonal")
+    return NetworkConfig(
+        n_in=int(n_fields),
+        layers=[LayerConfig(hidden[0], "rec", name="r1", **common),
+                LayerConfig(hidden[1], "rec", name="r2", **common),
+                LayerConfig(N_CLASSES, "dense", name="o", **common)],
+        loss=LossConfig("ce_sum_softmax", start=0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+class SMNISTDataset:
+    """MNIST images encoded per batch on ``get``: (B, 784, k) float32 windows (or RBF fields).
+
+    ``perm`` (784 ints) reorders the pixels first (PS-MNIST). ``encoding``: "window" (sliding
+    window of ``k`` pixels, stride ``stride``, ``scale`` "analog" (/255) or "binary" (> threshold))
+    or "rbf" (``k`` Gaussian fields per pixel).
+    """
+
+    def __init__(self, images, labels, k: int = 4, stride: int = 1, scale: str = "binary",
+                 threshold: float = 0.1, perm=None, encoding: str = "window"):
+        images = np.asarray(images)
+        self.images = images.reshape(len(images), -1)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if encoding not in ("window", "rbf"):
+            raise ValueError(f"unknown encoding {encoding!r}; choose 'window' or 'rbf'")
+        self.k, self.stride, self.scale, self.threshold = int(k), int(stride), scale, threshold
+        self.encoding = encoding
+        self.perm = None if perm is None else np.asarray(perm, dtype=np.int64)
+        if self.perm is not None:
+            apply_permutation(self.images[:1], self.perm)       # validates
+
+    def __len__(self):
+        return len(self.images)
+
+    def encode(self, images) -> np.ndarray:
+        if self.perm is not None:
+            images = apply_permutation(images, self.perm)
+        if self.encoding == "rbf":
+            return rbf_encode(images, self.k)
+        return sliding_window(images, self.k, self.stride, scale=self.scale,
+                              threshold=self.threshold, time_major=False)
+
+    def get(self, idx):
+        idx = np.asarray(idx)
+        return self.encode(self.images[idx]), self.labels[idx]
+
+
+def split_train_val(images, labels, val_fraction: float = 0.1, seed: int = 0):
+    """A seeded, class-stratified split of the training images into (train, val)."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n = int(round(len(idx) * val_fraction))
+        val.extend(rng.choice(idx, n, replace=False).tolist())
+    val = np.sort(np.array(val, dtype=np.int64))
+    mask = np.ones(len(labels), bool)
+    mask[val] = False
+    tr = np.flatnonzero(mask)
+    return (images[tr], labels[tr]), (images[val], labels[val])
+
+
+# ----------------------------------------------------------------------------------------------
+# Official checkpoints
+# ----------------------------------------------------------------------------------------------
+_OFFICIAL_MAP = {"i2h": ("r1", "in"), "h2h": ("r1", "rec"), "h2d": ("r2", "in"),
+                 "d2d": ("r2", "rec"), "dense1": ("d1", "in"), "d2o": ("o", "in")}
+
+
+def from_official(path, dtype=np.float64, b_j0: float | None = None):
+    """Load ``smnist_nmi_98.21.pth`` / ``psmnist_nmi_94.73.pth`` (whole pickled models).
+
+    Returns (Network, meta): the window size k comes from ``i2h.weight``'s shape; b_j0 from the
+    file's attribute if present, else 0.01; output spikes summed over t >= 0. ``meta`` holds the
+    encoding the checkpoint needs (window k, stride, analog /255) and the file's attributes.
+    """
+    from ..io.pth import attributes, load_pth, state_dict
+    path = Path(path)
+    obj = load_pth(path)
+    sd = state_dict(obj)
+    try:
+        attrs = attributes(obj)
+    except Exception:                       # noqa: BLE001 - attributes are informative only
+        attrs = {}
+    need = [f"{m}.{w}" for m in _OFFICIAL_MAP for w in ("weight", "bias")]
+    need += [f"tau_{a}_{l}" for a in ("adp", "m") for l in ("r1", "r2", "d1", "o")]
+    missing = [n for n in need if n not in sd]
+    if missing:
+        raise ValueError(f"{path}: not an official (P)S-MNIST model, missing {missing}")
+    k = int(sd["i2h.weight"].shape[1])
+    if b_j0 is None:
+        b_j0 = float(attrs.get("b_j0", 0.01))
+    stride = int(attrs.get("stride", 1))
+    h = (sd["i2h.weight"].shape[0], sd["h2d.weight"].shape[0], sd["dense1.weight"].shape[0])
+    cfg = nmi_config(k=k, b_j0=b_j0, hidden=h, w_rec_init="orthogonal", loss_start=0)
+    params = {}
+    for mod, (layer, kind) in _OFFICIAL_MAP.items():
+        params[f"{layer}.W_{kind}"] = np.asarray(sd[f"{mod}.weight"], dtype=np.float64)
+        params[f"{layer}.b_{kind}"] = np.asarray(sd[f"{mod}.bias"], dtype=np.float64)
+    for layer in ("r1", "r2", "d1", "o"):
+        params[f"{layer}.tau_m"] = np.asarray(sd[f"tau_m_{layer}"], dtype=np.float64)
+        params[f"{layer}.tau_adp"] = np.asarray(sd[f"tau_adp_{layer}"], dtype=np.float64)
+    net = Network(cfg, params=params, dtype=dtype)
+    meta = {"source": str(path), "window": k, "stride": stride, "scale": "analog",
+            "threshold": 0.1, "perm": None, "b_j0": b_j0, "sum_from": 0,
+            "attributes": {a: v for a, v in attrs.items() if isinstance(v, (int, float, str, bool))}}
+    return net, meta
+
+
+def load_model(path, dtype=np.float64):
+    """A spikesim checkpoint (``.ckpt``) or an official ``.pth``: returns (Network, meta)."""
+    from ..io.checkpoint import is_spikesim_checkpoint, load_checkpoint
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    if not is_spikesim_checkpoint(path):
+        return from_official(path, dtype=dtype)
+    ck = load_checkpoint(path)
+    cfg = NetworkConfig.from_dict(ck.config["network"])
+    net = Network(cfg, params={k: np.asarray(v) for k, v in ck.params.items()}, dtype=dtype)
+    meta = dict((ck.extra or {}).get("meta") or {})
+    meta.setdefault("window", cfg.n_in)
+    meta["source"] = str(path)
+    return net, meta
+
+
+def dataset_from_meta(images, labels, meta) -> SMNISTDataset:
+    perm = meta.get("perm")
+    return SMNISTDataset(images, labels, k=meta.get("window", 4), stride=meta.get("stride", 1),
+                         scale=meta.get("scale", "binary"), threshold=meta.get("threshold", 0.1),
+                         perm=None if perm is None else np.asarray(perm, dtype=np.int64),
+                         encoding=meta.get("encoding", "window"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+def run_model(net: Network, dataset, batch_size: int = 100, init_state: str = "zeros",
+              seed: int = 0, per_step: bool = False, keep_trace_of: int | None = None) -> dict:
+    """Predictions of ``net`` on every sample, with the chosen initial state preset.
+
+    Returns predictions, summed readouts (logits), accuracy, firing rates (per layer, mean over
+    samples, steps and neurons) and, with ``per_step``, the accuracy of the argmax of the
+    running readout sum at every step t (T,). ``keep_trace_of``: sample index whose spikes
+    are returned (for rasters).
+    """
+    from ..kernels.threads import compute_threads
+    if init_state not in INIT_STATES:
+        raise ValueError(f"unknown initial state {init_state!r}; choose {', '.join(INIT_STATES)}")
+    kw, random_sum = INIT_STATES[init_state]
+    rng = np.random.default_rng(seed)
+    n = len(dataset)
+    cfg = net.config
+    preds, logits, labels_all = [], [], []
+    rate_sums = np.zeros(len(cfg.layers))
+    step_correct = None
+    raster = None
+    loss_sum = 0.0
+    with compute_threads():
+        for b0 in range(0, n, batch_size):
+            idx = np.arange(b0, min(n, b0 + batch_size))
+            x, y = dataset.get(idx)
+            B = len(idx)
+            st = initial_state(cfg, B, net.dtype, rng=rng if kw["mode"] == "random" else None, **kw)
+            carry = rng.random((B, cfg.n_out)) if random_sum else None
+            trace = net.forward(x, st)
+            res = net.loss(trace, y, carry=carry)
+            loss_sum += res.loss * B
+            preds.append(res.pred)
+            logits.append(res.logits)
+            labels_all.append(y)
+            rate_sums += np.array([r if r is not None else np.nan for r in trace.firing_rates()]) * B
+            if per_step:
+                out = trace.output_spikes if cfg.loss.readout == "spike" else trace.output_mem
+                if cfg.loss.readout == "spike":
+                    run = np.cumsum(out.astype(np.float64), axis=0)
+                else:
+                    e = np.exp(out - out.max(-1, keepdims=True))
+                    run = np.cumsum(e / e.sum(-1, keepdims=True), axis=0)
+                if carry is not None:
+                    run = run + carry[None]
+                c = (run.argmax(-1) == y[None, :]).sum(1)
+                step_correct = c if step_correct is None else step_correct + c
+            if keep_trace_of is not None and b0 <= keep_trace_of < b0 + B:
+                j = keep_trace_of - b0
+                raster = {l.name: tr.s[:, j].copy() for l, tr in zip(cfg.layers, trace.layers)
+                          if tr.s is not None}
+                raster["_input"] = x[j]
+    preds = np.concatenate(preds)
+    labels_all = np.concatenate(labels_all)
+    out = {"accuracy": float((preds == labels_all).mean()), "correct": int((preds == labels_all).sum()),
+           "n_samples": int(n), "loss": loss_sum / n, "predictions": preds,
+           "logits": np.concatenate(logits), "labels": labels_all,
+           "firing_rates": {l.name: (None if np.isnan(r) else float(r / n))
+                            for l, r in zip(cfg.layers, rate_sums)}}
+    if per_step:
+        out["per_step_accuracy"] = step_correct / n
+    if raster is not None:
+        out["raster"] = raster
+    return out
+
+
+def _mnist(data_dir, split, limit=None, seed=0):
+    from ..data.mnist import load_mnist
+    if limit is None:
+        return load_mnist(data_dir, split)
+    if split == "test":        # the first ``limit`` test images, in file order
+        im, lab = load_mnist(data_dir, split)
+        return im[:limit], lab[:limit]
+    return load_mnist(data_dir, split, limit=limit, shuffle_seed=seed)
+
+
+def add_eval_args(parser, name="smnist"):
+    parser.add_argument("--checkpoint", required=True,
+                        help="spikesim .ckpt from 'spikesim train' or an official .pth file")
+    parser.add_argument("--data-dir", default=None, help="folder with the MNIST files")
+    parser.add_argument("--json", default=None, help="write the results as JSON here")
+    parser.add_argument("--save-predictions", default=None, help="write predicted labels (.npy)")
+    parser.add_argument("--init-state", default="zeros",
+                        choices=["zeros", "random", "official", "official2020"],
+                        help="zeros: deterministic; random: the official one of the checkpoint's "
+                             "source (2020 notebook for .pth files, later script otherwise)")
+    parser.add_argument("--seeds", type=int, default=1, help="random initial states: how many seeds")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--limit", type=int, default=None, help="first N test images only")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--perm-seed", type=int, default=None,
+                        help="PS-MNIST: permutation seed when the checkpoint stores none")
+
+
+def run_eval(args) -> int:
+    t0 = time.time()
+    net, meta = load_model(args.checkpoint, dtype=np.dtype(args.dtype))
+    if getattr(args, "task", "smnist") == "psmnist" and meta.get("perm") is None:
+        if args.perm_seed is not None:
+            meta["perm"] = permutation(args.perm_seed).tolist()
+        else:
+            print("warning: the checkpoint stores no permutation (official PS-MNIST: it is lost); "
+                  "evaluating on unpermuted images")
+    images, labels = _mnist(args.data_dir, "test", args.limit)
+    ds = dataset_from_meta(images, labels, meta)
+    mode = args.init_state
+    if mode == "random":
+        mode = "official2020" if str(args.checkpoint).endswith(".pth") else "official"
+    seeds = [args.seed] if mode == "zeros" else list(range(args.seed, args.seed + max(1, args.seeds)))
+    runs = []
+    for s in seeds:
+        r = run_model(net, ds, args.batch_size, mode, seed=s)
+        runs.append(r)
+        print(f"{args.task}: seed {s} init {mode}: accuracy {r['accuracy']:.4f} "
+              f"({r['correct']}/{r['n_samples']})")
+    accs = np.array([r["accuracy"] for r in runs])
+    ties = int(sum((np.sort(l, 1)[:, -1] == np.sort(l, 1)[:, -2]).sum() for l in [runs[0]["logits"]]))
+    result = {"task": args.task, "checkpoint": str(args.checkpoint), "accuracy": float(accs.mean()),
+              "accuracy_std": float(accs.std()) if len(accs) > 1 else 0.0,
+              "accuracies": accs.tolist(), "seeds": seeds if mode != "zeros" else None,
+              "n_samples": int(len(ds)), "init_state": mode, "dtype": args.dtype,
+              "window": ds.k, "stride": ds.stride, "scale": ds.scale,
+              "permuted": ds.perm is not None, "sum_from": int(net.config.loss.start),
+              "ties_first_run": ties, "firing_rates": runs[0]["firing_rates"],
+              "seconds": time.time() - t0}
+    print(f"{args.task}: accuracy {result['accuracy']:.4f}"
+          + (f" +- {result['accuracy_std']:.4f} over {len(seeds)} seeds" if len(seeds) > 1 else "")
+          + f" on {len(ds)} images ({result['seconds']:.1f} s)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.save_predictions:
+        Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.save_predictions, runs[0]["predictions"].astype(np.int64))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 100,
+                 seed: int = 0, lr: float = 8e-3) -> TrainConfig:
+    """The later script's settings: Adamax lr 8e-3, tau_adp 3x, tau_m 2x, linear decay over 200
+    epochs, truncated BPTT every 100 steps, random initial u ~ U[0,1) * b_j0."""
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamax",
+                       lr_mult={"*.tau_adp": 3.0, "*.tau_m": 2.0},
+                       schedule={"kind": "linear", "total": 200}, tbptt=tbptt, seed=seed,
+                       init_state={"mode": "random", "scale": "b_j0"})
+
+
+def add_train_args(parser, name="smnist"):
+    parser.add_argument("--data-dir", default=None, help="folder with the MNIST files")
+    parser.add_argument("--out", required=True, help="output folder (checkpoints, results, plots)")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--train-limit", type=int, default=None, help="use N training images")
+    parser.add_argument("--test-limit", type=int, default=None, help="test on the first N test images")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=300)
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--tbptt", type=int, default=100, help="truncated BPTT chunk length (steps)")
+    g.add_argument("--full-bptt", action="store_true", help="backpropagate through all 784 steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    t = parser.add_mutually_exclusive_group()
+    t.add_argument("--threshold", type=float, default=0.1, help="binarise pixels/255 > this (default)")
+    t.add_argument("--analog", action="store_true", help="pixels /255 instead of binarised")
+    parser.add_argument("--window", type=int, default=4, help="sliding window size k")
+    parser.add_argument("--lr", type=float, default=8e-3)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--perm-seed", type=int, default=DEFAULT_PERM_SEED,
+                        help="PS-MNIST permutation seed (stored in the checkpoint)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="use only the first N time steps (tests, quick checks)")
+    parser.add_argument("--hidden", default="64,256,256", help="sizes of r1, r2, d1")
+    parser.add_argument("--per-step-limit", type=int, default=1000,
+                        help="test images used for the per-time-step accuracy curve")
+    parser.add_argument("--no-plots", action="store_true")
+
+
+class _Crop:
+    """A dataset view keeping only the first ``steps`` time steps."""
+
+    def __init__(self, ds, steps):
+        self.ds, self.steps = ds, steps
+
+    def __len__(self):
+        return len(self.ds)
+
+    def get(self, idx):
+        x, y = self.ds.get(idx)
+        return x[:, :self.steps], y
+
+
+def run_train(args) -> int:
+    from ..train.trainer import Trainer
+    task = getattr(args, "task", "smnist")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hidden = tuple(int(v) for v in str(args.hidden).split(","))
+    perm = permutation(args.perm_seed) if task == "psmnist" else None
+    meta = {"task": task, "window": args.window, "stride": 1,
+            "scale": "analog" if args.analog else "binary", "threshold": args.threshold,
+            "perm_seed": args.perm_seed if perm is not None else None,
+            "perm": perm.tolist() if perm is not None else None, "encoding": "window",
+            "steps": args.steps, "sum_from": 1}
+    images, labels = _mnist(args.data_dir, "train", args.train_limit, args.seed)
+    (tri, trl), (vai, val) = split_train_val(images, labels, args.val_fraction, args.seed)
+    train_set = dataset_from_meta(tri, trl, meta)
+    val_set = dataset_from_meta(vai, val, meta) if len(val) else None
+    if args.steps:
+        train_set = _Crop(train_set, args.steps)
+        val_set = _Crop(val_set, args.steps) if val_set is not None else None
+    net = Network(nmi_config(k=args.window, hidden=hidden), seed=args.seed, dtype=np.dtype(args.dtype))
+    params_before = {k: v.copy() for k, v in net.params.items()}
+    cfg = train_config(args.epochs, args.batch_size, None if args.full_bptt else args.tbptt,
+                       args.seed, args.lr)
+    cfg.eval_batch_size = 250
+    trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
+    if args.resume and trainer.resume():
+        print(f"{task}: resumed from {out / 'last.ckpt'} at epoch {trainer.epoch}, batch {trainer.batch}")
+    t0 = time.time()
+    history = trainer.fit()
+    train_s = time.time() - t0
+    for h in history:
+        if args.quiet:
+            print(f"{task}: epoch {h['epoch']} train_loss {h['train_loss']:.4f} "
+                  f"train_acc {h['train_acc']:.4f} val_acc {h.get('val_acc', float('nan')):.4f} "
+                  f"({h['seconds']:.0f} s)")
+    # test: the last epoch's model on the test images
+    timg, tlab = _mnist(args.data_dir, "test", args.test_limit)
+    test_set = dataset_from_meta(timg, tlab, meta)
+    if args.steps:
+        test_set = _Crop(test_set, args.steps)
+    t1 = time.time()
+    res = run_model(net, test_set, 250, "official", seed=args.seed + 7)
+    test_s = time.time() - t1
+    n_ps = min(len(test_set), args.per_step_limit)
+    sub = _Subset(test_set, np.arange(n_ps))
+    ps = run_model(net, sub, 250, "zeros", per_step=True, keep_trace_of=0)
+    result = {"task": task, "accuracy": res["accuracy"], "test_accuracy": res["accuracy"],
+              "n_samples": res["n_samples"], "test_init_state": "official (u ~ U[0,1) * b_j0)",
+              "model": "last epoch", "epochs": trainer.epoch,
+              "n_train": len(train_set), "n_val": 0 if val_set is None else len(val_set),
+              "test_firing_rates": res["firing_rates"], "train_seconds": train_s,
+              "test_seconds": test_s, "history": history, "meta": {k: v for k, v in meta.items() if k != "perm"},
+              "train_config": cfg.to_dict(), "network": net.config.to_dict(),
+              "per_step_accuracy_n": n_ps,
+              "per_step_accuracy": [float(a) for a in ps["per_step_accuracy"]],
+              "command": getattr(args, "_argv", None)}
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    np.save(out / "test_predictions.npy", res["predictions"].astype(np.int64))
+    print(f"{task}: test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['n_samples']}) after "
+          f"{trainer.epoch} epochs, firing rates "
+          + ", ".join(f"{k} {v:.3f}" for k, v in res["firing_rates"].items() if v is not None))
+    if not args.no_plots:
+        _plots(out, history, params_before, net.params, ps)
+    return 0
+
+
+class _Subset:
+    def __init__(self, ds, idx):
+        self.ds, self.idx = ds, np.asarray(idx)
+
+    def __len__(self):
+        return len(self.idx)
+
+    def get(self, idx):
+        return self.ds.get(self.idx[np.asarray(idx)])
+
+
+def _plots(out: Path, history, params_before, params_after, ps):
+    """Learning curves, tau histograms, per-step accuracy and rasters (skipped if the plotting
+    module or matplotlib is unavailable)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:           # noqa: BLE001
+        print(f"plots skipped: {e}")
+        return
+    try:
+        from .. import plots
+    except Exception:                # noqa: BLE001 - another developer's module, may be absent
+        plots = None
+    for fn, a in (("learning_curves", (history, out / "learning_curves.png")),
+                  ("tau_histograms", (params_before, params_after, out / "tau_histograms.png"))):
+        f = getattr(plots, fn, None) if plots is not None else None
+        if f is not None:
+            try:
+                f(*a)
+            except Exception as e:   # noqa: BLE001
+                print(f"plot {fn} failed: {e}")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    acc = np.asarray(ps["per_step_accuracy"])
+    ax.plot(np.arange(1, len(acc) + 1), acc)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("accuracy of argmax of running spike sum")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "per_step_accuracy.png", dpi=100)
+    plt.close(fig)
+    r = ps.get("raster")
+    if r:
+        names = [k for k in r if k != "_input"]
+        fig, axes = plt.subplots(len(names) + 1, 1, figsize=(8, 2 * (len(names) + 1)), sharex=True)
+        axes[0].imshow(np.asarray(r["_input"]).T, aspect="auto", interpolation="nearest", cmap="gray_r")
+        axes[0].set_title("input (window)")
+        raster_fn = getattr(plots, "raster", None) if plots is not None else None
+        for ax, n in zip(axes[1:], names):
+            if raster_fn is not None:
+                try:
+                    raster_fn(ax, r[n], n)
+                    continue
+                except Exception:    # noqa: BLE001
+                    pass
+            t, j = np.nonzero(r[n])
+            ax.scatter(t, j, s=0.5, c="k")
+            ax.set_title(n)
+        axes[-1].set_xlabel("time step")
+        fig.tight_layout()
+        fig.savefig(out / "raster.png", dpi=100)
+        plt.close(fig)
