@@ -1,22 +1,30 @@
-"""Numba CPU kernels: sequence-level forward and backward of each layer kind, and the
-input projections and weight gradients around them.
+"""Numba CPU kernels: the forward and the backward pass of each layer kind over a whole
+sequence, with the input projection fused into the forward and the weight gradients and the
+gradient to the layer below fused into the backward.
 
-Layout: time-major and C-contiguous. Layer state arrays u, s, bt have T + 1 time slots: slot 0
-holds the initial state and slot t + 1 the state after step t, so step t reads slot t and
-writes slot t + 1 with no special case for the first step. Currents and gradients (I, gI,
-external gradients) have T slots. A (T, B, N) array is also seen as (T*B, N) rows.
+Why fused: these loops are bound by memory traffic, not arithmetic (one core streams about
+11 GB/s here, and a neuron-step does ~10 flops per 4-byte value it touches). Fusing removes
+the input-current and current-gradient arrays (T, B, N) altogether: the current is formed row
+by row from the input's non-zeros, and each row of dL/dI is used for the weight gradients while
+it is still in cache.
 
-Parallelism: every kernel is serial and releases the GIL; it works on one chunk ``c`` of the
-batch (or of the rows), [lo, hi), and ``spikesim.kernels.threads.run_chunks`` runs the chunks
-on a thread pool. (Numba's ``prange`` compiled these loops several times slower.) Chunks keep
-private partial sums (a leading chunk axis, summed by the caller), so results are
-deterministic for a given thread count. BLAS runs single-threaded (``compute_threads``).
+Layout: time-major, C-contiguous. State arrays u, s, bt have T + 1 time slots: slot 0 holds
+the initial state and slot t + 1 the state after step t, so step t reads slot t and writes slot
+t + 1 with no special case. A layer's input arrives as a CSR list of its non-zeros per row
+(row r = t * B + b; ``csr_count`` / ``csr_fill``), so input projections and input-weight
+gradients are gathers and scatter-adds over what fired, exact for any values (smooth spikes,
+analog data) and cheap for sparse ones.
+
+Parallelism: every kernel is serial and releases the GIL; it works on chunk ``c`` of the batch
+(or of the rows), [lo, hi), and ``spikesim.kernels.threads.run_chunks`` runs the chunks on a
+thread pool. (Numba's ``prange`` compiled these loops several times slower.) Chunks keep
+private partial sums (a leading chunk axis, reduced by the caller in a fixed order), so results
+are deterministic for a given thread count. BLAS runs single-threaded (``compute_threads``).
 
 The neuron arithmetic lives in ``spikesim.model.neurons`` and ``spikesim.model.surrogates``;
-the kernels only loop. The surrogate is chosen once per row, outside the neuron loop, so each
-neuron loop is branch-free and vectorises. Products with a binary (or mostly-zero) operand are
-gathers over its non-zero entries, scaled by the value, so they are exact for any values,
-smooth spikes included.
+the kernels only loop. The surrogate is chosen once per step, outside the neuron loop, and the
+neuron loops run over the chunk's (b, j) as one flat index, so they are branch-free and
+vectorise.
 """
 from __future__ import annotations
 
@@ -29,202 +37,275 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
                                 smooth_spike)
 
 _opts = dict(fastmath=True, cache=True, nogil=True)
+SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
 
 
+# ----------------------------------------------------------------------------------------------
+# Helpers (inlined)
+# ----------------------------------------------------------------------------------------------
 @njit(inline="always")
-def _spike_row(x, s, t1, b, N, sp):
-    """s[t1, b, :] = spike(x): Heaviside, or the sigmoid of the smooth mode."""
+def _spikes(x, s1, off, n, sp):
+    """s1[off + q] = spike(x[q]) for q < n: Heaviside, or the smooth mode's sigmoid."""
     if sp[0] == SMOOTH:
-        for j in range(N):
-            s[t1, b, j] = smooth_spike(x[j], sp)
+        for q in range(n):
+            s1[off + q] = smooth_spike(x[q], sp)
     else:
-        for j in range(N):
-            s[t1, b, j] = heaviside(x[j], sp)
+        for q in range(n):
+            s1[off + q] = heaviside(x[q], sp)
 
 
 @njit(inline="always")
-def _surrogate_row(x, sg, N, sp):
-    """sg[j] = surrogate derivative at x[j], one vectorisable loop per surrogate."""
+def _surrogates(x, sg, n, sp):
+    """sg[q] = surrogate derivative at x[q], one vectorisable loop per surrogate."""
     code = sp[0]
     if code == MULTI_GAUSSIAN:
-        for j in range(N):
-            sg[j] = sg_multi_gaussian(x[j], sp)
+        for q in range(n):
+            sg[q] = sg_multi_gaussian(x[q], sp)
     elif code == GAUSSIAN:
-        for j in range(N):
-            sg[j] = sg_gaussian(x[j], sp)
+        for q in range(n):
+            sg[q] = sg_gaussian(x[q], sp)
     elif code == LINEAR:
-        for j in range(N):
-            sg[j] = sg_linear(x[j], sp)
+        for q in range(n):
+            sg[q] = sg_linear(x[q], sp)
     elif code == SLAYER:
-        for j in range(N):
-            sg[j] = sg_slayer(x[j], sp)
+        for q in range(n):
+            sg[q] = sg_slayer(x[q], sp)
     else:
+        for q in range(n):
+            sg[q] = sg_smooth(x[q], sp)
+
+
+@njit(inline="always")
+def _tile(a, nb):
+    """Per-neuron constants repeated for nb batch rows (the flat (b, j) index of a chunk)."""
+    N = a.shape[0]
+    out = np.empty(nb * N, a.dtype)
+    for k in range(nb):
+        out[k * N:(k + 1) * N] = a
+    return out
+
+
+@njit(inline="always")
+def _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib):
+    """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
+    rows of W_in^T over the input's non-zeros and of W_rec^T over the spikes of step t-1."""
+    for b in range(lo, hi):
+        k = (b - lo) * N
+        r = t * B + b
         for j in range(N):
-            sg[j] = sg_smooth(x[j], sp)
+            Ib[k + j] = bias[j]
+        for p in range(ptr[r], ptr[r + 1]):
+            i = col[p]
+            v = val[p]
+            for j in range(N):
+                Ib[k + j] += v * WinT[i, j]
+        if rec:
+            for i in range(N):
+                si = s[t, b, i]
+                if si != 0:
+                    for j in range(N):
+                        Ib[k + j] += si * WrecT[i, j]
+
+
+@njit(inline="always")
+def _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWrecT):
+    """Add step t's contributions to dW_in^T, db and dW_rec^T (scatter-adds of the rows of
+    dL/dI over the input's non-zeros and the spikes of step t-1)."""
+    for b in range(lo, hi):
+        k = (b - lo) * N
+        r = t * B + b
+        for j in range(N):
+            db[c, j] += gI[k + j]
+        for p in range(ptr[r], ptr[r + 1]):
+            i = col[p]
+            v = val[p]
+            for j in range(N):
+                dWinT[c, i, j] += v * gI[k + j]
+        if rec:
+            for i in range(N):
+                si = s[t, b, i]
+                if si != 0:
+                    for j in range(N):
+                        dWrecT[c, i, j] += si * gI[k + j]
+
+
+@njit(inline="always")
+def _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx):
+    """gx[t, lo:hi] = dL/dI_t W_in: the gradient sent to the layer below."""
+    if not has_gx:
+        return
+    Nin = Win.shape[1]
+    if N > SMALL_K:
+        np.dot(gI2, Win, gx[t, lo:hi])
+    else:
+        for k in range(hi - lo):
+            for i in range(Nin):
+                gx[t, lo + k, i] = 0
+            for j in range(N):
+                a = gI2[k, j]
+                for i in range(Nin):
+                    gx[t, lo + k, i] += a * Win[j, i]
+
+
+# ----------------------------------------------------------------------------------------------
+# Input lists: the non-zeros of each row of a (R, N) array, as CSR
+# ----------------------------------------------------------------------------------------------
+@njit(**_opts)
+def csr_count(c, lo, hi, X, cnt):
+    """cnt[r] = number of non-zeros of row r, rows [lo, hi)."""
+    N = X.shape[1]
+    for r in range(lo, hi):
+        k = 0
+        for i in range(N):
+            if X[r, i] != 0:
+                k += 1
+        cnt[r] = k
+
+
+@njit(**_opts)
+def csr_fill(c, lo, hi, X, ptr, col, val):
+    """Column indices and values of the non-zeros of rows [lo, hi), at offsets ptr[r]."""
+    N = X.shape[1]
+    for r in range(lo, hi):
+        p = ptr[r]
+        for i in range(N):
+            v = X[r, i]
+            if v != 0:
+                col[p] = i
+                val[p] = v
+                p += 1
 
 
 # ----------------------------------------------------------------------------------------------
 # Spiking layer (ALIF; LIF is beta = 0), optionally recurrent
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def alif_forward(c, lo, hi, I, WrecT, rec, alpha, oma, rho, omr, beta, b0, dt, sp, u, s, bt):
+def alif_forward(c, lo, hi, ptr, col, val, WinT, bias, WrecT, rec, alpha, oma, rho, omr,
+                 beta, b0, dt, sp, u, s, bt):
     """Run a spiking layer over T steps for batch rows [lo, hi).
 
-    I (T,B,N): feed-forward current on entry (W_in x_t + biases); the recurrent input
-    W_rec s_{t-1} is added in place (a gather of rows of WrecT = W_rec^T over the neurons that
-    spiked), so on exit I holds the total current I_t, which the backward needs.
+    The input current I_t = W_in x_t + bias + W_rec s_{t-1} is formed per row from the input's
+    CSR lists (ptr, col, val) and the previous spikes; WinT, WrecT are the transposed weights.
     u, s, bt (T+1,B,N): slot 0 holds the initial state; slots 1..T are written.
     """
-    T, B, N = I.shape
-    x = np.empty(N, u.dtype)
+    T = u.shape[0] - 1
+    B, N = u.shape[1], u.shape[2]
+    nb = hi - lo
+    n, off = nb * N, lo * N
+    A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
+    x = np.empty(n, u.dtype)
+    Ib = np.empty(n, u.dtype)
     for t in range(T):
-        for b in range(lo, hi):
-            if rec:
-                for i in range(N):
-                    si = s[t, b, i]
-                    if si != 0:
-                        for j in range(N):
-                            I[t, b, j] += si * WrecT[i, j]
-            for j in range(N):
-                u[t + 1, b, j], bt[t + 1, b, j], x[j] = alif_step(
-                    u[t, b, j], s[t, b, j], bt[t, b, j], I[t, b, j], alpha[j], oma[j], rho[j], omr[j],
-                    beta, b0, dt)
-            _spike_row(x, s, t + 1, b, N, sp)
+        _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib)
+        u0, s0, b0_ = u[t].reshape(-1), s[t].reshape(-1), bt[t].reshape(-1)
+        u1, b1 = u[t + 1].reshape(-1), bt[t + 1].reshape(-1)
+        for q in range(n):
+            g = off + q
+            u1[g], b1[g], x[q] = alif_step(u0[g], s0[g], b0_[g], Ib[q], A[q], OA[q], R[q], OR[q],
+                                           beta, b0, dt)
+        _spikes(x, s[t + 1].reshape(-1), off, n, sp)
 
 
 @njit(**_opts)
-def alif_backward(c, lo, hi, g_ext, ext_on_u, I, u, s, bt, Wrec, rec, alpha, oma, rho, omr,
-                  beta, b0, dt, sp, gI, galpha, grho):
+def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, Win, gx, has_gx, Wrec, rec,
+                  alpha, oma, rho, omr, beta, b0, dt, sp, dWinT, db, dWrecT, galpha, grho):
     """Backward through time of a spiking layer for batch rows [lo, hi).
 
     g_ext (T,B,N): the gradient arriving from outside the layer: dL/du_t of a membrane readout
-    when ``ext_on_u`` is 1, else dL/ds_t (next layer, spike readout). A layer never has both.
-    Writes gI (T,B,N) = dL/dI_t and adds chunk partial sums to galpha[c], grho[c] (N,).
-    The recurrent path W_rec^T gI_{t+1} is one small dense BLAS product per step and chunk.
+    when ``ext_on_u`` is 1, else dL/ds_t (next layer, spike readout); a layer never has both.
+    Adds the chunk's parameter gradients to dWinT[c] (N_in,N), db[c], dWrecT[c] (N,N),
+    galpha[c], grho[c]; writes gx[t, lo:hi] = dL/dx_t (the layer below) when ``has_gx``.
+    The recurrent path W_rec^T dL/dI_{t+1} is one small dense product per step and chunk.
     """
-    T, B, N = I.shape
+    T = u.shape[0] - 1
+    B, N = u.shape[1], u.shape[2]
     nb = hi - lo
+    n, off = nb * N, lo * N
     dtype = u.dtype
-    gu_n = np.zeros((nb, N), dtype)      # dL/du_{t+1}
-    gb_n = np.zeros((nb, N), dtype)      # dL/db_{t+1}
-    gs_c = np.zeros((nb, N), dtype)      # terms of dL/ds_t produced by step t+1
+    A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
+    gu_n = np.zeros(n, dtype)           # dL/du_{t+1}
+    gb_n = np.zeros(n, dtype)           # dL/db_{t+1}
+    gs_c = np.zeros(n, dtype)           # terms of dL/ds_t produced by step t+1
+    gI = np.zeros(n, dtype)             # dL/dI_t of the chunk (after the step: dL/dI_{t+1})
+    gI2 = gI.reshape(nb, N)
+    ga = np.zeros(n, dtype)
+    gr = np.zeros(n, dtype)
     rbuf = np.zeros((nb, N), dtype)
-    x = np.empty(N, dtype)
-    sg = np.empty(N, dtype)
-    gI2 = gI.reshape(T * B, N)
+    rflat = rbuf.reshape(-1)
+    x = np.empty(n, dtype)
+    sg = np.empty(n, dtype)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
     for t in range(T - 1, -1, -1):
         if rec and t + 1 < T:
-            r0 = (t + 1) * B + lo
-            np.dot(gI2[r0:r0 + nb], Wrec, rbuf)
-            gs_c += rbuf
-        for b in range(lo, hi):
-            k = b - lo
-            for j in range(N):
-                x[j] = u[t + 1, b, j] - (b0 + beta * bt[t + 1, b, j])
-            _surrogate_row(x, sg, N, sp)
-            for j in range(N):
-                ge = g_ext[t, b, j]
-                gu, gb, gi, gal, grh, gsp = alif_step_backward(
-                    fs * ge + gs_c[k, j], sg[j], fu * ge, gu_n[k, j], gb_n[k, j],
-                    u[t, b, j], s[t, b, j], bt[t + 1, b, j], bt[t, b, j], I[t, b, j],
-                    alpha[j], oma[j], rho[j], omr[j], beta, b0, dt)
-                gI[t, b, j] = gi
-                galpha[c, j] += gal
-                grho[c, j] += grh
-                gu_n[k, j] = gu
-                gb_n[k, j] = gb
-                gs_c[k, j] = gsp
+            np.dot(gI2, Wrec, rbuf)
+            for q in range(n):
+                gs_c[q] += rflat[q]
+        ge = g_ext[t].reshape(-1)
+        u0, s0, b0_ = u[t].reshape(-1), s[t].reshape(-1), bt[t].reshape(-1)
+        u1, b1 = u[t + 1].reshape(-1), bt[t + 1].reshape(-1)
+        for q in range(n):
+            x[q] = u1[off + q] - (b0 + beta * b1[off + q])
+        _surrogates(x, sg, n, sp)
+        for q in range(n):
+            g = off + q
+            e = ge[g]
+            gu, gb, gI[q], gal, grh, gs_c[q] = alif_step_backward(
+                fs * e + gs_c[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[g], u0[g], s0[g], b1[g], b0_[g],
+                A[q], OA[q], R[q], OR[q], beta, b0, dt)
+            ga[q] += gal
+            gr[q] += grh
+            gu_n[q] = gu
+            gb_n[q] = gb
+        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWrecT)
+        _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
+    for k in range(nb):
+        for j in range(N):
+            galpha[c, j] += ga[k * N + j]
+            grho[c, j] += gr[k * N + j]
 
 
 # ----------------------------------------------------------------------------------------------
 # Non-spiking readout integrator
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def integrator_forward(c, lo, hi, I, alpha, oma, u):
-    """u_t = alpha u_{t-1} + (1 - alpha) I_t over T steps; I (T,B,N), u (T+1,B,N)."""
-    T, B, N = I.shape
+def integrator_forward(c, lo, hi, ptr, col, val, WinT, bias, alpha, oma, u):
+    """u_t = alpha u_{t-1} + (1 - alpha) I_t, I_t = W_in x_t + bias; u (T+1,B,N)."""
+    T = u.shape[0] - 1
+    B, N = u.shape[1], u.shape[2]
+    nb = hi - lo
+    n, off = nb * N, lo * N
+    A, OA = _tile(alpha, nb), _tile(oma, nb)
+    Ib = np.empty(n, u.dtype)
     for t in range(T):
-        for b in range(lo, hi):
-            for j in range(N):
-                u[t + 1, b, j] = integrator_step(u[t, b, j], I[t, b, j], alpha[j], oma[j])
+        _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WinT, False, u, Ib)
+        u0, u1 = u[t].reshape(-1), u[t + 1].reshape(-1)
+        for q in range(n):
+            u1[off + q] = integrator_step(u0[off + q], Ib[q], A[q], OA[q])
 
 
 @njit(**_opts)
-def integrator_backward(c, lo, hi, gu_ext, I, u, alpha, oma, gI, galpha):
-    """Backward of the integrator: writes gI (T,B,N), adds partial sums to galpha[c]."""
-    T, B, N = I.shape
-    gu_n = np.zeros((hi - lo, N), u.dtype)
+def integrator_backward(c, lo, hi, gu_ext, u, ptr, col, val, Win, gx, has_gx, alpha, oma,
+                        dWinT, db, galpha):
+    """Backward of the integrator, with its weight gradients and dL/dx fused in."""
+    T = u.shape[0] - 1
+    B, N = u.shape[1], u.shape[2]
+    nb = hi - lo
+    n, off = nb * N, lo * N
+    A, OA = _tile(alpha, nb), _tile(oma, nb)
+    gu_n = np.zeros(n, u.dtype)
+    gI = np.zeros(n, u.dtype)
+    gI2 = gI.reshape(nb, N)
+    ga = np.zeros(n, u.dtype)
     for t in range(T - 1, -1, -1):
-        for b in range(lo, hi):
-            k = b - lo
-            for j in range(N):
-                gu, gi, gal = integrator_step_backward(gu_ext[t, b, j], gu_n[k, j], u[t, b, j],
-                                                       I[t, b, j], alpha[j], oma[j])
-                gu_n[k, j] = gu
-                gI[t, b, j] = gi
-                galpha[c, j] += gal
-
-
-# ----------------------------------------------------------------------------------------------
-# Projections: out = X W^T + bias, gradients dW = G^T X and dX = G W
-# ----------------------------------------------------------------------------------------------
-@njit(**_opts)
-def project_sparse(c, lo, hi, X, WT, bias, out):
-    """out[r] = bias + sum_i X[r, i] WT[i] for rows [lo, hi): a gather of weight rows over
-    the non-zeros of X."""
-    Nin = X.shape[1]
-    N = out.shape[1]
-    for r in range(lo, hi):
+        ge, u0, u1 = gu_ext[t].reshape(-1), u[t].reshape(-1), u[t + 1].reshape(-1)
+        for q in range(n):
+            g = off + q
+            gu, gI[q], gal = integrator_step_backward(ge[g], gu_n[q], u1[g], u0[g], A[q], OA[q])
+            gu_n[q] = gu
+            ga[q] += gal
+        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, u, False, dWinT)
+        _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
+    for k in range(nb):
         for j in range(N):
-            out[r, j] = bias[j]
-        for i in range(Nin):
-            xi = X[r, i]
-            if xi != 0:
-                for j in range(N):
-                    out[r, j] += xi * WT[i, j]
-
-
-@njit(**_opts)
-def matmul_rows(c, lo, hi, A, Bm, bias, out):
-    """out[lo:hi] = A[lo:hi] @ Bm + bias: one BLAS product, or plain loops when the inner
-    dimension is too small for BLAS to pay off (the 6 outputs of the ECG network)."""
-    K = A.shape[1]
-    N = out.shape[1]
-    if hi <= lo:
-        return
-    if K > 16:
-        np.dot(A[lo:hi], Bm, out[lo:hi])
-        for r in range(lo, hi):
-            for j in range(N):
-                out[r, j] += bias[j]
-    else:
-        for r in range(lo, hi):
-            for j in range(N):
-                out[r, j] = bias[j]
-            for k in range(K):
-                a = A[r, k]
-                for j in range(N):
-                    out[r, j] += a * Bm[k, j]
-
-
-@njit(**_opts)
-def weight_grad_sparse(c, lo, hi, G, X, parts):
-    """parts[c] += sum over rows [lo, hi) of outer(X[r], G[r]): dW^T as a scatter-add of rows
-    of G over the non-zeros of X."""
-    N = G.shape[1]
-    Nin = X.shape[1]
-    for r in range(lo, hi):
-        for i in range(Nin):
-            xi = X[r, i]
-            if xi != 0:
-                for j in range(N):
-                    parts[c, i, j] += xi * G[r, j]
-
-
-@njit(**_opts)
-def weight_grad_dense(c, lo, hi, G, X, parts):
-    """Dense counterpart of ``weight_grad_sparse``: parts[c] += X[lo:hi]^T G[lo:hi] by BLAS."""
-    if hi > lo:
-        parts[c] += np.dot(X[lo:hi].T, G[lo:hi])
+            galpha[c, j] += ga[k * N + j]

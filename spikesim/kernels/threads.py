@@ -1,5 +1,6 @@
 """Threads: the CPU kernels are serial, GIL-free Numba functions over a chunk of the batch;
-:func:`run_chunks` runs the chunks on a thread pool, one per core.
+:func:`run_chunks` runs the chunks on a thread pool, one per core, with denormals flushed to
+zero (``spikesim.kernels.fpu``).
 
 BLAS runs single-threaded inside :func:`compute_threads`: OpenBLAS worker threads busy-wait
 after each product and would steal the cores from the kernel threads (PERFORMANCE.md), and
@@ -12,7 +13,11 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS that Numba's np.dot calls, so that
+#                                  threadpool_limits below sees it; it is a separate OpenBLAS)
 from threadpoolctl import threadpool_limits
+
+from .fpu import flush_denormals, restore
 
 
 def _default_threads() -> int:
@@ -59,18 +64,23 @@ def run_chunks(kernel, n: int, *args, nch: int | None = None):
     global _pool
     nch = n_chunks(n) if nch is None else nch
     spans = [(c, (c * n) // nch, ((c + 1) * n) // nch) for c in range(nch)]
-    if nch == 1:
-        kernel(0, 0, n, *args)
-        return
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_n_threads, thread_name_prefix="spikesim")
-        pool = _pool
-    futures = [pool.submit(kernel, c, lo, hi, *args) for c, lo, hi in spans[1:]]
-    c, lo, hi = spans[0]
-    kernel(c, lo, hi, *args)            # the calling thread takes the first chunk
-    for f in futures:
-        f.result()
+    old = flush_denormals()             # the calling thread takes the first chunk
+    try:
+        if nch == 1:
+            kernel(0, 0, n, *args)
+            return
+        with _lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=_n_threads, thread_name_prefix="spikesim",
+                                           initializer=flush_denormals)
+            pool = _pool
+        futures = [pool.submit(kernel, c, lo, hi, *args) for c, lo, hi in spans[1:]]
+        c, lo, hi = spans[0]
+        kernel(c, lo, hi, *args)
+        for f in futures:
+            f.result()
+    finally:
+        restore(old)
 
 
 @contextlib.contextmanager

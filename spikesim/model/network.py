@@ -16,7 +16,6 @@ from .config import NetworkConfig, param_shapes
 from .surrogates import surrogate_tuple
 from ..train import losses
 
-SPARSE_DENSITY = 0.3   # inputs with fewer non-zeros than this use gathers instead of BLAS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,16 +119,16 @@ def initial_state(cfg: NetworkConfig, batch: int, dtype=np.float32, mode: str = 
 class LayerTrace:
     """What one layer's forward pass keeps for its backward pass.
 
-    ``x`` (T,B,N_in) is the layer's input (data, or the previous layer's spikes), ``I`` (T,B,N)
-    the total input current; ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N) hold the initial
-    state in slot 0 and the state after step t in slot t+1 (s, bt are None for the integrator).
+    ``x_csr`` = (ptr, col, val): the non-zeros of each input row (row t*B + b) of the layer's
+    input, data or the previous layer's spikes. ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N)
+    hold the initial state in slot 0 and the state after step t in slot t+1 (s, bt are None
+    for the integrator).
     """
-    x: np.ndarray
-    I: np.ndarray
+    x_csr: tuple
+    n_in: int
     u_full: np.ndarray
     s_full: np.ndarray | None
     bt_full: np.ndarray | None
-    x_sparse: bool
 
     @property
     def u(self) -> np.ndarray:
@@ -270,15 +269,13 @@ class Network:
     def _forward(self, xt, state) -> Trace:
         T, B, _ = xt.shape
         trace, inp = Trace(), xt
-        sparse = _density(xt) < SPARSE_DENSITY
         for li, layer in enumerate(self.config.layers):
             n, N = layer.name, layer.size
-            W = self.params[f"{n}.W_in"]
+            csr = self._csr(li, inp.reshape(T * B, -1))
+            WinT = np.ascontiguousarray(self.params[f"{n}.W_in"].T)
             bias = self.params[f"{n}.b_in"]
             if layer.recurrent:
                 bias = bias + self.params[f"{n}.b_rec"]
-            I = self._buf(f"{li}.I", (T, B, N))
-            _project(inp, W, bias, I, sparse)
             alpha, oma, rho, omr, dt = self._consts(layer)
             u0, s0, b0 = state[n]
             u = self._buf(f"{li}.u", (T + 1, B, N))
@@ -290,14 +287,36 @@ class Network:
                 WrecT = (np.ascontiguousarray(self.params[f"{n}.W_rec"].T) if layer.recurrent
                          else np.zeros((1, 1), self.dtype))
                 sp = surrogate_tuple(layer.surrogate, self.dtype)
-                run_chunks(cpu.alif_forward, B, I, WrecT, layer.recurrent, alpha, oma, rho, omr,
-                           self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp, u, s, bt)
+                run_chunks(cpu.alif_forward, B, *csr, WinT, bias, WrecT, layer.recurrent, alpha, oma,
+                           rho, omr, self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp,
+                           u, s, bt)
             else:
                 s = bt = None
-                run_chunks(cpu.integrator_forward, B, I, alpha, oma, u)
-            trace.layers.append(LayerTrace(inp, I, u, s, bt, sparse))
-            inp, sparse = (s[1:] if s is not None else None), True
+                run_chunks(cpu.integrator_forward, B, *csr, WinT, bias, alpha, oma, u)
+            trace.layers.append(LayerTrace(csr, inp.shape[2], u, s, bt))
+            inp = s[1:] if s is not None else None
         return trace
+
+    def _csr(self, li, X2):
+        """The non-zeros of each row of X2 (R, N) as CSR (ptr, col, val)."""
+        R = X2.shape[0]
+        cnt = np.empty(R, np.int64)
+        run_chunks(cpu.csr_count, R, X2, cnt)
+        ptr = np.zeros(R + 1, np.int64)
+        np.cumsum(cnt, out=ptr[1:])
+        nnz = int(ptr[-1])
+        col = self._buf_typed(f"{li}.col", (max(nnz, 1),), np.int32)
+        val = self._buf(f"{li}.val", (max(nnz, 1),))
+        run_chunks(cpu.csr_fill, R, X2, ptr, col, val)
+        return ptr, col, val
+
+    def _buf_typed(self, key, shape, dtype) -> np.ndarray:
+        if not self.reuse_buffers:
+            return np.empty(shape, dtype)
+        a = self._ws.get(key)
+        if a is None or a.shape[0] < shape[0] or a.dtype != dtype:
+            a = self._ws[key] = np.empty((int(shape[0] * 1.25) + 16,), dtype)
+        return a[:shape[0]]
 
     # -- backward ------------------------------------------------------------------------------
     def backward(self, trace: Trace, g_out: np.ndarray) -> dict:
@@ -307,49 +326,48 @@ class Network:
             return self._backward(trace, g_out)
 
     def _backward(self, trace: Trace, g_out) -> dict:
-        cfg, p = self.config, self.params
+        cfg, p, d = self.config, self.params, self.dtype
         grads = {}
-        g_ext = np.ascontiguousarray(g_out, dtype=self.dtype)
+        g_ext = np.ascontiguousarray(g_out, dtype=d)
         ext_on_u = int(cfg.loss.readout == "mem")
         for li in range(len(cfg.layers) - 1, -1, -1):
             layer, tr = cfg.layers[li], trace.layers[li]
             n = layer.name
-            T, B, N = tr.I.shape
+            T, B, N = tr.u.shape
+            Nin = tr.n_in
             nch = n_chunks(B)
             alpha, oma, rho, omr, dt = self._consts(layer)
-            gI = self._buf(f"{li}.gI", (T, B, N))
-            galpha = np.zeros((nch, N), self.dtype)
+            Win = p[f"{n}.W_in"]
+            has_gx = li > 0
+            gx = self._buf(f"{li}.gx", (T, B, Nin)) if has_gx else np.zeros((1, 1, 1), d)
+            dWinT = np.zeros((nch, Nin, N), d)
+            db = np.zeros((nch, N), d)
+            galpha = np.zeros((nch, N), d)
             if layer.spiking:
-                grho = np.zeros((nch, N), self.dtype)
-                Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), self.dtype)
-                sp = surrogate_tuple(layer.surrogate, self.dtype)
-                run_chunks(cpu.alif_backward, B, g_ext, ext_on_u, tr.I, tr.u_full, tr.s_full, tr.bt_full,
-                           Wrec, layer.recurrent, alpha, oma, rho, omr, self.dtype.type(layer.beta),
-                           self.dtype.type(layer.b_j0), dt, sp, gI, galpha, grho, nch=nch)
+                dWrecT = np.zeros((nch, N, N) if layer.recurrent else (nch, 1, 1), d)
+                grho = np.zeros((nch, N), d)
+                Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), d)
+                sp = surrogate_tuple(layer.surrogate, d)
+                run_chunks(cpu.alif_backward, B, g_ext, ext_on_u, tr.u_full, tr.s_full, tr.bt_full,
+                           *tr.x_csr, Win, gx, has_gx, Wrec, layer.recurrent, alpha, oma, rho, omr,
+                           d.type(layer.beta), d.type(layer.b_j0), dt, sp, dWinT, db, dWrecT,
+                           galpha, grho, nch=nch)
                 tau = p[f"{n}.tau_adp"]
                 g = grho.sum(0) * rho * dt / (tau * tau)
-                grads[f"{n}.tau_adp"] = g.astype(self.dtype) if layer.train_tau_adp else np.zeros_like(tau)
+                grads[f"{n}.tau_adp"] = g.astype(d) if layer.train_tau_adp else np.zeros_like(tau)
+                if layer.recurrent:
+                    grads[f"{n}.W_rec"] = np.ascontiguousarray(dWrecT.sum(0).T)
             else:
-                run_chunks(cpu.integrator_backward, B, g_ext, tr.I, tr.u_full, alpha, oma, gI, galpha,
-                           nch=nch)
+                run_chunks(cpu.integrator_backward, B, g_ext, tr.u_full, *tr.x_csr, Win, gx, has_gx,
+                           alpha, oma, dWinT, db, galpha, nch=nch)
             tau = p[f"{n}.tau_m"]
             g = galpha.sum(0) * alpha * dt / (tau * tau)
-            grads[f"{n}.tau_m"] = g.astype(self.dtype) if layer.train_tau_m else np.zeros_like(tau)
-            gI2 = gI.reshape(T * B, N)
-            gb = gI2.sum(0, dtype=np.float64).astype(self.dtype)
-            grads[f"{n}.b_in"] = gb
-            grads[f"{n}.W_in"] = _weight_grad(gI2, tr.x.reshape(T * B, -1), tr.x_sparse)
+            grads[f"{n}.tau_m"] = g.astype(d) if layer.train_tau_m else np.zeros_like(tau)
+            grads[f"{n}.W_in"] = np.ascontiguousarray(dWinT.sum(0).T)
+            grads[f"{n}.b_in"] = db.sum(0)
             if layer.recurrent:
-                grads[f"{n}.b_rec"] = gb.copy()
-                # the recurrent weights see s_{t-1}: slots 0..T-1 of s_full, aligned with gI's rows
-                grads[f"{n}.W_rec"] = _weight_grad(gI2, tr.s_full[:T].reshape(T * B, N), True)
-            if li > 0:
-                # dL/ds of the layer below, through this layer's input weights: dense (T*B, N_in)
-                Wi = p[f"{n}.W_in"]
-                gx = self._buf(f"{li}.gx", (T, B, Wi.shape[1]))
-                run_chunks(cpu.matmul_rows, T * B, gI2, Wi, np.zeros(Wi.shape[1], self.dtype),
-                           gx.reshape(T * B, -1))
-                g_ext, ext_on_u = gx, 0
+                grads[f"{n}.b_rec"] = grads[f"{n}.b_in"].copy()
+            g_ext, ext_on_u = gx, 0
         return {k: grads[k] for k in p}
 
     # -- loss ------------------------------------------------------------------------------------
@@ -369,23 +387,3 @@ class Network:
         return losses.compute(cfg.loss.kind, out, labels, start, carry=carry, grad=grad)
 
 
-def _density(x: np.ndarray) -> float:
-    return np.count_nonzero(x) / max(1, x.size)
-
-
-def _project(x, W, bias, out, sparse):
-    """out (T,B,N) = x (T,B,N_in) @ W^T + bias, as a gather or a BLAS product."""
-    T, B, Nin = x.shape
-    x2, o2 = x.reshape(T * B, Nin), out.reshape(T * B, -1)
-    WT = np.ascontiguousarray(W.T)
-    run_chunks(cpu.project_sparse if sparse else cpu.matmul_rows, T * B, x2, WT, bias, o2)
-
-
-def _weight_grad(G, X, sparse):
-    """dW (N, N_in) = sum over rows r of outer(G[r], X[r]), by scatter-add or BLAS."""
-    R, N = G.shape
-    Nin = X.shape[1]
-    nch = n_chunks(R)
-    parts = np.zeros((nch, Nin, N), G.dtype)
-    run_chunks(cpu.weight_grad_sparse if sparse else cpu.weight_grad_dense, R, G, X, parts, nch=nch)
-    return np.ascontiguousarray(parts.sum(0).T)
