@@ -36,14 +36,14 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
 
-_opts = dict(fastmath=True, cache=True, nogil=True)
+_opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
 
 
 # ----------------------------------------------------------------------------------------------
 # Helpers (inlined)
 # ----------------------------------------------------------------------------------------------
-@njit(inline="always")
+@njit(**_opts)
 def _spikes(x, s1, off, n, sp):
     """s1[off + q] = spike(x[q]) for q < n: Heaviside, or the smooth mode's sigmoid."""
     if sp[0] == SMOOTH:
@@ -54,7 +54,7 @@ def _spikes(x, s1, off, n, sp):
             s1[off + q] = heaviside(x[q], sp)
 
 
-@njit(inline="always")
+@njit(**_opts)
 def _surrogates(x, sg, n, sp):
     """sg[q] = surrogate derivative at x[q], one vectorisable loop per surrogate."""
     code = sp[0]
@@ -148,6 +148,54 @@ def _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx):
 
 
 # ----------------------------------------------------------------------------------------------
+# The neuron loops of one step over a chunk's flat (b, j) index [off, off + n). They are separate
+# (not inlined) functions so that LLVM vectorises each on its own; results are unpacked into
+# locals first (unpacking straight into array elements adds an exit branch that stops it).
+# ----------------------------------------------------------------------------------------------
+@njit(**_opts)
+def _alif_rows(n, off, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):
+    for q in range(n):
+        g = off + q
+        uq, bq, xq = alif_step(u0[g], s0[g], b0_[g], Ib[q], A[q], OA[q], R[q], OR[q], beta, b0, dt)
+        u1[g] = uq
+        b1[g] = bq
+        x[q] = xq
+
+
+@njit(**_opts)
+def _alif_rows_backward(n, off, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0, dt,
+                        gs_c, gu_n, gb_n, gI, ga, gr):
+    for q in range(n):
+        g = off + q
+        e = ge[g]
+        gu, gb, gi, gal, grh, gsp = alif_step_backward(
+            fs * e + gs_c[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[g], u0[g], s0[g], b1[g], b0_[g],
+            A[q], OA[q], IOA[q], R[q], OR[q], beta, b0, dt)
+        gI[q] = gi
+        gs_c[q] = gsp
+        ga[q] += gal
+        gr[q] += grh
+        gu_n[q] = gu
+        gb_n[q] = gb
+
+
+@njit(**_opts)
+def _integrator_rows(n, off, u0, Ib, A, OA, u1):
+    for q in range(n):
+        u1[off + q] = integrator_step(u0[off + q], Ib[q], A[q], OA[q])
+
+
+@njit(**_opts)
+def _integrator_rows_backward(n, off, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
+    for q in range(n):
+        g = off + q
+        gu, gi, gal = integrator_step_backward(ge[g], gu_n[q], u1[g], u0[g], A[q], OA[q], IOA[q])
+        gI[q] = gi
+        gu_n[q] = gu
+        ga[q] += gal
+
+
+# ----------------------------------------------------------------------------------------------
 # Input lists: the non-zeros of each row of a (R, N) array, as CSR
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
@@ -199,10 +247,7 @@ def alif_forward(c, lo, hi, ptr, col, val, WinT, bias, WrecT, rec, alpha, oma, r
         _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib)
         u0, s0, b0_ = u[t].reshape(-1), s[t].reshape(-1), bt[t].reshape(-1)
         u1, b1 = u[t + 1].reshape(-1), bt[t + 1].reshape(-1)
-        for q in range(n):
-            g = off + q
-            u1[g], b1[g], x[q] = alif_step(u0[g], s0[g], b0_[g], Ib[q], A[q], OA[q], R[q], OR[q],
-                                           beta, b0, dt)
+        _alif_rows(n, off, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x)
         _spikes(x, s[t + 1].reshape(-1), off, n, sp)
 
 
@@ -223,6 +268,7 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, Win, gx, 
     n, off = nb * N, lo * N
     dtype = u.dtype
     A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
+    IOA = np.ones(n, OA.dtype) / OA
     gu_n = np.zeros(n, dtype)           # dL/du_{t+1}
     gb_n = np.zeros(n, dtype)           # dL/db_{t+1}
     gs_c = np.zeros(n, dtype)           # terms of dL/ds_t produced by step t+1
@@ -247,16 +293,8 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, Win, gx, 
         for q in range(n):
             x[q] = u1[off + q] - (b0 + beta * b1[off + q])
         _surrogates(x, sg, n, sp)
-        for q in range(n):
-            g = off + q
-            e = ge[g]
-            gu, gb, gI[q], gal, grh, gs_c[q] = alif_step_backward(
-                fs * e + gs_c[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[g], u0[g], s0[g], b1[g], b0_[g],
-                A[q], OA[q], R[q], OR[q], beta, b0, dt)
-            ga[q] += gal
-            gr[q] += grh
-            gu_n[q] = gu
-            gb_n[q] = gb
+        _alif_rows_backward(n, off, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
+                            dt, gs_c, gu_n, gb_n, gI, ga, gr)
         _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWrecT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):
@@ -280,8 +318,7 @@ def integrator_forward(c, lo, hi, ptr, col, val, WinT, bias, alpha, oma, u):
     for t in range(T):
         _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WinT, False, u, Ib)
         u0, u1 = u[t].reshape(-1), u[t + 1].reshape(-1)
-        for q in range(n):
-            u1[off + q] = integrator_step(u0[off + q], Ib[q], A[q], OA[q])
+        _integrator_rows(n, off, u0, Ib, A, OA, u1)
 
 
 @njit(**_opts)
@@ -293,17 +330,14 @@ def integrator_backward(c, lo, hi, gu_ext, u, ptr, col, val, Win, gx, has_gx, al
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA = _tile(alpha, nb), _tile(oma, nb)
+    IOA = np.ones(n, OA.dtype) / OA
     gu_n = np.zeros(n, u.dtype)
     gI = np.zeros(n, u.dtype)
     gI2 = gI.reshape(nb, N)
     ga = np.zeros(n, u.dtype)
     for t in range(T - 1, -1, -1):
         ge, u0, u1 = gu_ext[t].reshape(-1), u[t].reshape(-1), u[t + 1].reshape(-1)
-        for q in range(n):
-            g = off + q
-            gu, gI[q], gal = integrator_step_backward(ge[g], gu_n[q], u1[g], u0[g], A[q], OA[q])
-            gu_n[q] = gu
-            ga[q] += gal
+        _integrator_rows_backward(n, off, ge, u1, u0, A, OA, IOA, gu_n, gI, ga)
         _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, u, False, dWinT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):

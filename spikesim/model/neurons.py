@@ -41,8 +41,8 @@ def alif_step(u_prev, s_prev, b_prev, I, alpha, oma, rho, omr, beta, b0, dt):
 
 @njit(inline="always")
 def alif_step_backward(gs, sg, gu_ext, gu_next, gb_next, u, u_prev, s_prev, b, b_prev,
-                       alpha, oma, rho, omr, beta, b0, dt):
-    """One backward step, given sg = surrogate derivative at u_t - B_t.
+                       alpha, oma, ioma, rho, omr, beta, b0, dt):
+    """One backward step, given sg = surrogate derivative at u_t - B_t and ioma = 1 / (1 - alpha).
     Returns (gu, gb, gI, galpha, grho, gs_prev)."""
     B = b0 + beta * b
     gv = gs * sg
@@ -50,7 +50,7 @@ def alif_step_backward(gs, sg, gu_ext, gu_next, gb_next, u, u_prev, s_prev, b, b
     gB = -gv - s_prev * dt * gu
     gb = rho * gb_next + beta * gB
     gI = oma * gu
-    galpha = -gu * (u - u_prev + B * s_prev * dt) / oma      # = gu (u_prev - I_t)
+    galpha = -gu * (u - u_prev + B * s_prev * dt) * ioma     # = gu (u_prev - I_t)
     grho = gb * (b_prev - s_prev)
     gs_prev = omr * gb - B * dt * gu
     return gu, gb, gI, galpha, grho, gs_prev
@@ -63,7 +63,7 @@ def integrator_step(u_prev, I, alpha, oma):
 
 
 @njit(inline="always")
-def integrator_step_backward(gu_ext, gu_next, u, u_prev, alpha, oma):
-    """Returns (gu, gI, galpha) of the readout integrator."""
+def integrator_step_backward(gu_ext, gu_next, u, u_prev, alpha, oma, ioma):
+    """Returns (gu, gI, galpha) of the readout integrator (ioma = 1 / (1 - alpha))."""
     gu = gu_ext + alpha * gu_next
-    return gu, oma * gu, -gu * (u - u_prev) / oma          # galpha = gu (u_prev - I_t)
+    return gu, oma * gu, -gu * (u - u_prev) * ioma         # galpha = gu (u_prev - I_t)
