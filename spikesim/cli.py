@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="write the records as JSON here")
     b.add_argument("--repeats", type=int, default=7)
     b.add_argument("--no-reference", action="store_true", help="skip the NumPy reference timing")
+    b.add_argument("--no-torch", action="store_true", help="skip PyTorch even where it is installed")
     b.set_defaults(func=lambda a: importlib.import_module("validation.bench").run(a))
 
     for verb in ("train", "eval"):

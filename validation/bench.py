@@ -7,7 +7,9 @@ the machine's sgemm peak, all in the same run.
 Reported per configuration: median seconds per step (after warm-up), dense GFLOP per step
 (2 x the multiply-adds of every matrix product, forward and backward, as if all operands were
 dense), achieved GFLOP/s on that count, its fraction of the sgemm peak, the reference path's
-median seconds, and the ratio. Firing rates are printed: the sparse paths' speed depends on them.
+median seconds, and the ratio; and, where PyTorch happens to be installed, PyTorch eager autograd
+on the same problem (``validation.torch_reference``). Firing rates are printed: the sparse
+paths' speed depends on them.
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def time_step(fn, repeats: int, warmup: int = 2) -> list:
     return ts
 
 
-def bench_one(name: str, repeats: int = 7, reference: bool = True) -> dict:
+def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool = True) -> dict:
     cfg, B, T, _, _ = configs()[name]
     net, x, labels = make_problem(name)
     with compute_threads():
@@ -115,6 +117,12 @@ def bench_one(name: str, repeats: int = 7, reference: bool = True) -> dict:
         rec["speedup_vs_reference"] = rec["reference_median_s"] / rec["median_s"]
     else:
         rec["reference_median_s"] = None
+    if torch:
+        from validation import torch_reference
+        if torch_reference.torch_available():
+            t = torch_reference.time_step(name, repeats=max(3, repeats // 2))
+            rec["torch_median_s"] = t["median_s"]
+            rec["speedup_vs_torch"] = t["median_s"] / rec["median_s"]
     return rec
 
 
@@ -144,14 +152,16 @@ def run(args) -> int:
           f"{'ref s':>8s} {'ref/us':>7s}  firing rates")
     records = []
     for name in names:
-        r = bench_one(name, args.repeats, not args.no_reference)
+        r = bench_one(name, args.repeats, not args.no_reference, not getattr(args, "no_torch", False))
         r.update(peak_gflops=peak, fraction_of_peak=r["gflops"] / peak, date=date, machine=info)
         records.append(r)
         ref = r["reference_median_s"]
         print(f"{name:8s} {r['median_s']:9.4f} {r['gflop']:7.2f} {r['gflops']:8.1f} "
               f"{r['fraction_of_peak']:8.2f} {ref if ref else float('nan'):8.3f} "
               f"{r.get('speedup_vs_reference', float('nan')):7.1f}  "
-              + ", ".join(f"{x:.3f}" for x in r["firing_rates"]))
+              + ", ".join(f"{x:.3f}" for x in r["firing_rates"])
+              + (f"   PyTorch {r['torch_median_s']:.3f} s ({r['speedup_vs_torch']:.1f}x)"
+                 if "torch_median_s" in r else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
@@ -165,6 +175,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--no-torch", action="store_true")
     return run(p.parse_args(argv))
 
 
