@@ -146,3 +146,14 @@ def test_bad_initial_state_mode():
         initial_state(cfg(), 2, mode="ones")
     with pytest.raises(ValueError, match="needs an rng"):
         initial_state(cfg(), 2, mode="random")
+
+
+def test_presets_build_with_the_official_shapes():
+    from spikesim.model.config import param_shapes
+    from spikesim.model.presets import PRESETS
+    shapes = {name: param_shapes(f()) for name, f in PRESETS.items()}
+    assert shapes["shd"]["h1.W_in"] == (128, 700) and shapes["shd"]["o.W_in"] == (20, 128)
+    assert shapes["ecg"]["hidden.W_rec"] == (36, 36) and shapes["ecg"]["out.W_in"] == (6, 36)
+    assert shapes["smnist-nmi"]["r2.W_in"] == (256, 64) and shapes["smnist-nmi"]["o.W_in"] == (10, 256)
+    for f in PRESETS.values():
+        Network(f(), seed=0)        # initialises without error

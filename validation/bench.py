@@ -24,16 +24,14 @@ import numpy as np
 from spikesim.kernels.threads import compute_threads
 from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig
 from spikesim.model.network import Network
+from spikesim.model.presets import shd_config
 
 
 def configs() -> dict:
     """name -> (network config, batch, steps, input kind, input gain)."""
     L = LayerConfig
     return {
-        "shd": (NetworkConfig(700, [L(128, "rec", tau_m=(20, 5), tau_adp=(150, 10)),
-                                    L(128, "rec", tau_m=(20, 5), tau_adp=(150, 10)),
-                                    L(20, "integrator", tau_m=(20, 5))],
-                              LossConfig("ce_sum_softmax", 11)), 64, 250, "binary:0.02", 6.0),
+        "shd": (shd_config(), 64, 250, "binary:0.02", 6.0),
         "ecg": (NetworkConfig(4, [L(36, "rec", beta=0.0, b_j0=0.1, tau_adp=7.0, name="hidden"),
                                   L(6, "dense", b_j0=0.1, tau_adp=100.0, name="out")],
                               LossConfig("nll_per_step", 10)), 64, 1301, "binary:0.1", 4.0),
