@@ -62,7 +62,7 @@ def network_config(b_j0: float = 0.01, surrogate: str = "multi_gaussian",
         loss=LossConfig("nll_per_step", start=START))
 
 
-def train_config(epochs: int = 150, batch_size: int = 64, lr: float = 1e-2, seed: int = 0,
+def train_config(epochs: int = 400, batch_size: int = 64, lr: float = 1e-2, seed: int = 0,
                  init_state: str = "zeros") -> TrainConfig:
     """The official ECG settings: Adam lr 1e-2, hidden taus 3x lr, output taus 2x, StepLR(100,
     0.5), batch 64."""
@@ -360,7 +360,8 @@ def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
     parser.add_argument("--data-dir", default=None,
                         help="folder with QTDB_{train,test}.mat (or its qtdb/ subfolder)")
     parser.add_argument("--out", required=True, help="folder for checkpoints, results and plots")
-    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--epochs", type=int, default=400,
+                        help="official: 400 (StepLR halves the lr every 100)")
     parser.add_argument("--resume", action="store_true", help="continue from --out/last.ckpt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
