@@ -44,14 +44,14 @@ SMALL_K = 16          # below this inner dimension, products are loops rather th
 # Helpers (inlined)
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def _spikes(x, s1, off, n, sp):
-    """s1[off + q] = spike(x[q]) for q < n: Heaviside, or the smooth mode's sigmoid."""
+def _spikes(x, s1, n, sp):
+    """s1[q] = spike(x[q]) for q < n: Heaviside, or the smooth mode's sigmoid."""
     if sp[0] == SMOOTH:
         for q in range(n):
-            s1[off + q] = smooth_spike(x[q], sp)
+            s1[q] = smooth_spike(x[q], sp)
     else:
         for q in range(n):
-            s1[off + q] = heaviside(x[q], sp)
+            s1[q] = heaviside(x[q], sp)
 
 
 @njit(**_opts)
@@ -90,43 +90,48 @@ def _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib
     """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
     rows of W_in^T over the input's non-zeros and of W_rec^T over the spikes of step t-1."""
     for b in range(lo, hi):
-        k = (b - lo) * N
+        ib = Ib[(b - lo) * N:(b - lo + 1) * N]
         r = t * B + b
         for j in range(N):
-            Ib[k + j] = bias[j]
+            ib[j] = bias[j]
         for p in range(ptr[r], ptr[r + 1]):
-            i = col[p]
+            w = WinT[col[p]]
             v = val[p]
             for j in range(N):
-                Ib[k + j] += v * WinT[i, j]
+                ib[j] += v * w[j]
         if rec:
+            sr = s[t, b]
             for i in range(N):
-                si = s[t, b, i]
+                si = sr[i]
                 if si != 0:
+                    w = WrecT[i]
                     for j in range(N):
-                        Ib[k + j] += si * WrecT[i, j]
+                        ib[j] += si * w[j]
 
 
 @njit(inline="always")
 def _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWrecT):
     """Add step t's contributions to dW_in^T, db and dW_rec^T (scatter-adds of the rows of
     dL/dI over the input's non-zeros and the spikes of step t-1)."""
+    dbc = db[c]
     for b in range(lo, hi):
-        k = (b - lo) * N
+        g = gI[(b - lo) * N:(b - lo + 1) * N]
         r = t * B + b
         for j in range(N):
-            db[c, j] += gI[k + j]
+            dbc[j] += g[j]
         for p in range(ptr[r], ptr[r + 1]):
-            i = col[p]
+            d = dWinT[c, col[p]]
             v = val[p]
             for j in range(N):
-                dWinT[c, i, j] += v * gI[k + j]
+                d[j] += v * g[j]
         if rec:
+            sr = s[t, b]
             for i in range(N):
-                si = s[t, b, i]
+                si = sr[i]
                 if si != 0:
+                    d = dWrecT[c, i]
                     for j in range(N):
-                        dWrecT[c, i, j] += si * gI[k + j]
+                        d[j] += si * g[j]
 
 
 @njit(inline="always")
@@ -139,37 +144,39 @@ def _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx):
         np.dot(gI2, Win, gx[t, lo:hi])
     else:
         for k in range(hi - lo):
+            o = gx[t, lo + k]
             for i in range(Nin):
-                gx[t, lo + k, i] = 0
+                o[i] = 0
             for j in range(N):
                 a = gI2[k, j]
+                w = Win[j]
                 for i in range(Nin):
-                    gx[t, lo + k, i] += a * Win[j, i]
+                    o[i] += a * w[i]
 
 
 # ----------------------------------------------------------------------------------------------
-# The neuron loops of one step over a chunk's flat (b, j) index [off, off + n). They are separate
-# (not inlined) functions so that LLVM vectorises each on its own; results are unpacked into
-# locals first (unpacking straight into array elements adds an exit branch that stops it).
+# The neuron loops of one step over a chunk's flat (b, j) index, on views of the chunk's rows.
+# What keeps them (and the gathers) vectorisable: separate functions, the numpy error model (no
+# division checks), results unpacked into locals (unpacking into array elements adds an exit
+# branch), and indices that come straight from range() over views (a computed index such as
+# k + j makes Numba emit negative-index wraparound, and LLVM then gives up on the loop).
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def _alif_rows(n, off, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):
+def _alif_rows(n, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):
     for q in range(n):
-        g = off + q
-        uq, bq, xq = alif_step(u0[g], s0[g], b0_[g], Ib[q], A[q], OA[q], R[q], OR[q], beta, b0, dt)
-        u1[g] = uq
-        b1[g] = bq
+        uq, bq, xq = alif_step(u0[q], s0[q], b0_[q], Ib[q], A[q], OA[q], R[q], OR[q], beta, b0, dt)
+        u1[q] = uq
+        b1[q] = bq
         x[q] = xq
 
 
 @njit(**_opts)
-def _alif_rows_backward(n, off, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0, dt,
+def _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0, dt,
                         gs_c, gu_n, gb_n, gI, ga, gr):
     for q in range(n):
-        g = off + q
-        e = ge[g]
+        e = ge[q]
         gu, gb, gi, gal, grh, gsp = alif_step_backward(
-            fs * e + gs_c[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[g], u0[g], s0[g], b1[g], b0_[g],
+            fs * e + gs_c[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[q], u0[q], s0[q], b1[q], b0_[q],
             A[q], OA[q], IOA[q], R[q], OR[q], beta, b0, dt)
         gI[q] = gi
         gs_c[q] = gsp
@@ -180,16 +187,15 @@ def _alif_rows_backward(n, off, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA,
 
 
 @njit(**_opts)
-def _integrator_rows(n, off, u0, Ib, A, OA, u1):
+def _integrator_rows(n, u0, Ib, A, OA, u1):
     for q in range(n):
-        u1[off + q] = integrator_step(u0[off + q], Ib[q], A[q], OA[q])
+        u1[q] = integrator_step(u0[q], Ib[q], A[q], OA[q])
 
 
 @njit(**_opts)
-def _integrator_rows_backward(n, off, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
+def _integrator_rows_backward(n, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
     for q in range(n):
-        g = off + q
-        gu, gi, gal = integrator_step_backward(ge[g], gu_n[q], u1[g], u0[g], A[q], OA[q], IOA[q])
+        gu, gi, gal = integrator_step_backward(ge[q], gu_n[q], u1[q], u0[q], A[q], OA[q], IOA[q])
         gI[q] = gi
         gu_n[q] = gu
         ga[q] += gal
@@ -198,26 +204,38 @@ def _integrator_rows_backward(n, off, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
 # ----------------------------------------------------------------------------------------------
 # Input lists: the non-zeros of each row of a (R, N) array, as CSR
 # ----------------------------------------------------------------------------------------------
-@njit(**_opts)
-def csr_count(c, lo, hi, X, cnt):
-    """cnt[r] = number of non-zeros of row r, rows [lo, hi)."""
-    N = X.shape[1]
+@njit(cache=True, nogil=True, error_model="numpy")     # no fastmath: it must see NaN
+def csr_count(c, lo, hi, X, batch_major, cnt, bad):
+    """cnt[r] = number of non-zeros of row r = t * B + b, rows [lo, hi); bad[c] counts NaN/inf.
+    X is (T, B, N), or (B, T, N) when ``batch_major`` (the user's input, read in place)."""
+    if batch_major:
+        B, N = X.shape[0], X.shape[2]
+    else:
+        B, N = X.shape[1], X.shape[2]
     for r in range(lo, hi):
+        t, b = r // B, r % B
         k = 0
         for i in range(N):
-            if X[r, i] != 0:
+            v = X[b, t, i] if batch_major else X[t, b, i]
+            if v != 0:
                 k += 1
+                if not np.isfinite(v):
+                    bad[c] += 1
         cnt[r] = k
 
 
 @njit(**_opts)
-def csr_fill(c, lo, hi, X, ptr, col, val):
+def csr_fill(c, lo, hi, X, batch_major, ptr, col, val):
     """Column indices and values of the non-zeros of rows [lo, hi), at offsets ptr[r]."""
-    N = X.shape[1]
+    if batch_major:
+        B, N = X.shape[0], X.shape[2]
+    else:
+        B, N = X.shape[1], X.shape[2]
     for r in range(lo, hi):
+        t, b = r // B, r % B
         p = ptr[r]
         for i in range(N):
-            v = X[r, i]
+            v = X[b, t, i] if batch_major else X[t, b, i]
             if v != 0:
                 col[p] = i
                 val[p] = v
@@ -245,10 +263,10 @@ def alif_forward(c, lo, hi, ptr, col, val, WinT, bias, WrecT, rec, alpha, oma, r
     Ib = np.empty(n, u.dtype)
     for t in range(T):
         _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib)
-        u0, s0, b0_ = u[t].reshape(-1), s[t].reshape(-1), bt[t].reshape(-1)
-        u1, b1 = u[t + 1].reshape(-1), bt[t + 1].reshape(-1)
-        _alif_rows(n, off, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x)
-        _spikes(x, s[t + 1].reshape(-1), off, n, sp)
+        e = off + n
+        _alif_rows(n, u[t].reshape(-1)[off:e], s[t].reshape(-1)[off:e], bt[t].reshape(-1)[off:e], Ib,
+                   A, OA, R, OR, beta, b0, dt, u[t + 1].reshape(-1)[off:e], bt[t + 1].reshape(-1)[off:e], x)
+        _spikes(x, s[t + 1].reshape(-1)[off:e], n, sp)
 
 
 @njit(**_opts)
@@ -287,13 +305,14 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, Win, gx, 
             np.dot(gI2, Wrec, rbuf)
             for q in range(n):
                 gs_c[q] += rflat[q]
-        ge = g_ext[t].reshape(-1)
-        u0, s0, b0_ = u[t].reshape(-1), s[t].reshape(-1), bt[t].reshape(-1)
-        u1, b1 = u[t + 1].reshape(-1), bt[t + 1].reshape(-1)
+        e = off + n
+        ge = g_ext[t].reshape(-1)[off:e]
+        u0, s0, b0_ = u[t].reshape(-1)[off:e], s[t].reshape(-1)[off:e], bt[t].reshape(-1)[off:e]
+        u1, b1 = u[t + 1].reshape(-1)[off:e], bt[t + 1].reshape(-1)[off:e]
         for q in range(n):
-            x[q] = u1[off + q] - (b0 + beta * b1[off + q])
+            x[q] = u1[q] - (b0 + beta * b1[q])
         _surrogates(x, sg, n, sp)
-        _alif_rows_backward(n, off, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
+        _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
                             dt, gs_c, gu_n, gb_n, gI, ga, gr)
         _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWrecT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
@@ -317,8 +336,8 @@ def integrator_forward(c, lo, hi, ptr, col, val, WinT, bias, alpha, oma, u):
     Ib = np.empty(n, u.dtype)
     for t in range(T):
         _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WinT, False, u, Ib)
-        u0, u1 = u[t].reshape(-1), u[t + 1].reshape(-1)
-        _integrator_rows(n, off, u0, Ib, A, OA, u1)
+        e = off + n
+        _integrator_rows(n, u[t].reshape(-1)[off:e], Ib, A, OA, u[t + 1].reshape(-1)[off:e])
 
 
 @njit(**_opts)
@@ -336,8 +355,9 @@ def integrator_backward(c, lo, hi, gu_ext, u, ptr, col, val, Win, gx, has_gx, al
     gI2 = gI.reshape(nb, N)
     ga = np.zeros(n, u.dtype)
     for t in range(T - 1, -1, -1):
-        ge, u0, u1 = gu_ext[t].reshape(-1), u[t].reshape(-1), u[t + 1].reshape(-1)
-        _integrator_rows_backward(n, off, ge, u1, u0, A, OA, IOA, gu_n, gI, ga)
+        e = off + n
+        _integrator_rows_backward(n, gu_ext[t].reshape(-1)[off:e], u[t + 1].reshape(-1)[off:e],
+                                  u[t].reshape(-1)[off:e], A, OA, IOA, gu_n, gI, ga)
         _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, u, False, dWinT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):

@@ -200,7 +200,7 @@ class Network:
         self._ws: dict = {}
 
     # -- input checks --------------------------------------------------------------------------
-    def _as_time_major(self, x) -> np.ndarray:
+    def _check_input(self, x) -> np.ndarray:
         if not isinstance(x, np.ndarray):
             raise TypeError(f"input must be a numpy array, got {type(x).__name__}")
         if x.ndim != 3:
@@ -212,10 +212,7 @@ class Network:
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
                 or x.dtype == np.bool_):
             raise TypeError(f"input dtype {x.dtype} is not a real number type")
-        xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
-        if not np.all(np.isfinite(xt)):
-            raise ValueError("input contains NaN or inf")
-        return xt
+        return np.ascontiguousarray(x, dtype=self.dtype)     # NaN/inf are caught by the CSR scan
 
     def _check_state(self, state, batch: int) -> dict:
         if state is None:
@@ -250,11 +247,10 @@ class Network:
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x, state=None) -> Trace:
         """Run the network on x (B, T, n_in) from ``state`` (default: the deterministic one)."""
-        xt = self._as_time_major(x)
-        T, B, _ = xt.shape
-        state = self._check_state(state, B)
+        x = self._check_input(x)
+        state = self._check_state(state, x.shape[0])
         with compute_threads():
-            return self._forward(xt, state)
+            return self._forward(x, state)
 
     def _buf(self, key, shape) -> np.ndarray:
         """A work array: reused across calls when ``reuse_buffers`` is on (fresh multi-MB arrays
@@ -266,12 +262,12 @@ class Network:
             a = self._ws[key] = np.empty(shape, self.dtype)
         return a
 
-    def _forward(self, xt, state) -> Trace:
-        T, B, _ = xt.shape
-        trace, inp = Trace(), xt
+    def _forward(self, x, state) -> Trace:
+        B, T, _ = x.shape
+        trace, inp = Trace(), x
         for li, layer in enumerate(self.config.layers):
             n, N = layer.name, layer.size
-            csr = self._csr(li, inp.reshape(T * B, -1))
+            csr = self._csr(li, inp, batch_major=li == 0)
             WinT = np.ascontiguousarray(self.params[f"{n}.W_in"].T)
             bias = self.params[f"{n}.b_in"]
             if layer.recurrent:
@@ -297,17 +293,23 @@ class Network:
             inp = s[1:] if s is not None else None
         return trace
 
-    def _csr(self, li, X2):
-        """The non-zeros of each row of X2 (R, N) as CSR (ptr, col, val)."""
-        R = X2.shape[0]
+    def _csr(self, li, X, batch_major):
+        """The non-zeros of each row t*B + b of X ((T,B,N), or (B,T,N) if batch_major) as CSR
+        (ptr, col, val). Raises ValueError on NaN or inf."""
+        R = X.shape[0] * X.shape[1]
         cnt = np.empty(R, np.int64)
-        run_chunks(cpu.csr_count, R, X2, cnt)
+        nch = n_chunks(R)
+        bad = np.zeros(nch, np.int64)
+        run_chunks(cpu.csr_count, R, X, batch_major, cnt, bad, nch=nch)
+        if bad.any():
+            raise ValueError("input contains NaN or inf" if li == 0 else
+                             f"layer {self.config.layers[li - 1].name!r} produced NaN or inf")
         ptr = np.zeros(R + 1, np.int64)
         np.cumsum(cnt, out=ptr[1:])
         nnz = int(ptr[-1])
         col = self._buf_typed(f"{li}.col", (max(nnz, 1),), np.int32)
         val = self._buf(f"{li}.val", (max(nnz, 1),))
-        run_chunks(cpu.csr_fill, R, X2, ptr, col, val)
+        run_chunks(cpu.csr_fill, R, X, batch_major, ptr, col, val)
         return ptr, col, val
 
     def _buf_typed(self, key, shape, dtype) -> np.ndarray:
