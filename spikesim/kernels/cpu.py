@@ -110,9 +110,10 @@ def _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib
 
 
 @njit(inline="always")
-def _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWrecT):
+def _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, rec, sptr, scol, sval, dWrecT):
     """Add step t's contributions to dW_in^T, db and dW_rec^T (scatter-adds of the rows of
-    dL/dI over the input's non-zeros and the spikes of step t-1)."""
+    dL/dI over the input's non-zeros and, from the layer's own spike lists (row t*B + b is
+    slot t, i.e. s_{t-1}), over the spikes of step t-1)."""
     dbc = db[c]
     for b in range(lo, hi):
         g = gI[(b - lo) * N:(b - lo + 1) * N]
@@ -125,13 +126,11 @@ def _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWre
             for j in range(N):
                 d[j] += v * g[j]
         if rec:
-            sr = s[t, b]
-            for i in range(N):
-                si = sr[i]
-                if si != 0:
-                    d = dWrecT[c, i]
-                    for j in range(N):
-                        d[j] += si * g[j]
+            for p in range(sptr[r], sptr[r + 1]):
+                d = dWrecT[c, scol[p]]
+                v = sval[p]
+                for j in range(N):
+                    d[j] += v * g[j]
 
 
 @njit(inline="always")
@@ -270,7 +269,8 @@ def alif_forward(c, lo, hi, ptr, col, val, WinT, bias, WrecT, rec, alpha, oma, r
 
 
 @njit(**_opts)
-def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, Win, gx, has_gx, Wrec, rec,
+def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, sptr, scol, sval, Win, gx,
+                  has_gx, Wrec, rec,
                   alpha, oma, rho, omr, beta, b0, dt, sp, dWinT, db, dWrecT, galpha, grho):
     """Backward through time of a spiking layer for batch rows [lo, hi).
 
@@ -314,7 +314,7 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, Win, gx, 
         _surrogates(x, sg, n, sp)
         _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
                             dt, gs_c, gu_n, gb_n, gI, ga, gr)
-        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, s, rec, dWrecT)
+        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, rec, sptr, scol, sval, dWrecT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):
         for j in range(N):
@@ -358,7 +358,7 @@ def integrator_backward(c, lo, hi, gu_ext, u, ptr, col, val, Win, gx, has_gx, al
         e = off + n
         _integrator_rows_backward(n, gu_ext[t].reshape(-1)[off:e], u[t + 1].reshape(-1)[off:e],
                                   u[t].reshape(-1)[off:e], A, OA, IOA, gu_n, gI, ga)
-        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, u, False, dWinT)
+        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, False, ptr, col, val, dWinT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):
         for j in range(N):

@@ -120,11 +120,13 @@ class LayerTrace:
     """What one layer's forward pass keeps for its backward pass.
 
     ``x_csr`` = (ptr, col, val): the non-zeros of each input row (row t*B + b) of the layer's
-    input, data or the previous layer's spikes. ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N)
+    input, data or the previous layer's spikes; ``s_csr`` the same for the layer's own spikes
+    over all T + 1 slots (row t*B + b is slot t), read by the recurrent weight gradient. ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N)
     hold the initial state in slot 0 and the state after step t in slot t+1 (s, bt are None
     for the integrator).
     """
     x_csr: tuple
+    s_csr: tuple | None
     n_in: int
     u_full: np.ndarray
     s_full: np.ndarray | None
@@ -264,10 +266,10 @@ class Network:
 
     def _forward(self, x, state) -> Trace:
         B, T, _ = x.shape
-        trace, inp = Trace(), x
+        trace = Trace()
+        csr, n_in = self._csr("x", x, batch_major=True), x.shape[2]
         for li, layer in enumerate(self.config.layers):
             n, N = layer.name, layer.size
-            csr = self._csr(li, inp, batch_major=li == 0)
             WinT = np.ascontiguousarray(self.params[f"{n}.W_in"].T)
             bias = self.params[f"{n}.b_in"]
             if layer.recurrent:
@@ -289,11 +291,13 @@ class Network:
             else:
                 s = bt = None
                 run_chunks(cpu.integrator_forward, B, *csr, WinT, bias, alpha, oma, u)
-            trace.layers.append(LayerTrace(csr, inp.shape[2], u, s, bt))
-            inp = s[1:] if s is not None else None
+            s_csr = self._csr(li, s, batch_major=False) if s is not None else None
+            trace.layers.append(LayerTrace(csr, s_csr, n_in, u, s, bt))
+            if s_csr is not None:       # the next layer reads s_0..s_{T-1}: slots 1..T, rows B..
+                csr, n_in = (s_csr[0][B:], s_csr[1], s_csr[2]), N
         return trace
 
-    def _csr(self, li, X, batch_major):
+    def _csr(self, key, X, batch_major):
         """The non-zeros of each row t*B + b of X ((T,B,N), or (B,T,N) if batch_major) as CSR
         (ptr, col, val). Raises ValueError on NaN or inf."""
         R = X.shape[0] * X.shape[1]
@@ -302,13 +306,13 @@ class Network:
         bad = np.zeros(nch, np.int64)
         run_chunks(cpu.csr_count, R, X, batch_major, cnt, bad, nch=nch)
         if bad.any():
-            raise ValueError("input contains NaN or inf" if li == 0 else
-                             f"layer {self.config.layers[li - 1].name!r} produced NaN or inf")
+            raise ValueError("input contains NaN or inf" if key == "x" else
+                             f"layer {self.config.layers[key].name!r} produced NaN or inf")
         ptr = np.zeros(R + 1, np.int64)
         np.cumsum(cnt, out=ptr[1:])
         nnz = int(ptr[-1])
-        col = self._buf_typed(f"{li}.col", (max(nnz, 1),), np.int32)
-        val = self._buf(f"{li}.val", (max(nnz, 1),))
+        col = self._buf_typed(f"{key}.col", (max(nnz, 1),), np.int32)
+        val = self._buf_typed(f"{key}.val", (max(nnz, 1),), self.dtype)
         run_chunks(cpu.csr_fill, R, X, batch_major, ptr, col, val)
         return ptr, col, val
 
@@ -351,7 +355,8 @@ class Network:
                 Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), d)
                 sp = surrogate_tuple(layer.surrogate, d)
                 run_chunks(cpu.alif_backward, B, g_ext, ext_on_u, tr.u_full, tr.s_full, tr.bt_full,
-                           *tr.x_csr, Win, gx, has_gx, Wrec, layer.recurrent, alpha, oma, rho, omr,
+                           *tr.x_csr, *tr.s_csr, Win, gx, has_gx, Wrec, layer.recurrent, alpha, oma,
+                           rho, omr,
                            d.type(layer.beta), d.type(layer.b_j0), dt, sp, dWinT, db, dWrecT,
                            galpha, grho, nch=nch)
                 tau = p[f"{n}.tau_adp"]
