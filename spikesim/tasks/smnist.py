@@ -324,6 +324,8 @@ def run_eval(args) -> int:
                   "evaluating on unpermuted images")
     images, labels = _mnist(args.data_dir, "test", args.limit)
     ds = dataset_from_meta(images, labels, meta)
+    if meta.get("steps"):                 # a model trained on the first N steps only
+        ds = _Crop(ds, int(meta["steps"]))
     mode = args.init_state
     if mode == "random":
         mode = "official2020" if str(args.checkpoint).endswith(".pth") else "official"
@@ -340,8 +342,9 @@ def run_eval(args) -> int:
               "accuracy_std": float(accs.std()) if len(accs) > 1 else 0.0,
               "accuracies": accs.tolist(), "seeds": seeds if mode != "zeros" else None,
               "n_samples": int(len(ds)), "init_state": mode, "dtype": args.dtype,
-              "window": ds.k, "stride": ds.stride, "scale": ds.scale,
-              "permuted": ds.perm is not None, "sum_from": int(net.config.loss.start),
+              "window": meta.get("window"), "stride": meta.get("stride", 1),
+              "scale": meta.get("scale"), "steps": meta.get("steps") or N_PIXELS,
+              "permuted": meta.get("perm") is not None, "sum_from": int(net.config.loss.start),
               "ties_first_run": ties, "firing_rates": runs[0]["firing_rates"],
               "seconds": time.time() - t0}
     print(f"{args.task}: accuracy {result['accuracy']:.4f}"
@@ -467,8 +470,7 @@ def run_train(args) -> int:
               "test_seconds": test_s, "history": history, "meta": {k: v for k, v in meta.items() if k != "perm"},
               "train_config": cfg.to_dict(), "network": net.config.to_dict(),
               "per_step_accuracy_n": n_ps,
-              "per_step_accuracy": [float(a) for a in ps["per_step_accuracy"]],
-              "command": getattr(args, "_argv", None)}
+              "per_step_accuracy": [float(a) for a in ps["per_step_accuracy"]]}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     np.save(out / "test_predictions.npy", res["predictions"].astype(np.int64))
     print(f"{task}: test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['n_samples']}) after "
