@@ -36,7 +36,6 @@ import argparse
 import math
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -274,6 +273,7 @@ def time_step(name: str, repeats: int = 5, threads=None, warmup: int = 1) -> dic
     each other): time on a quiet machine, or compare with ``threads=1``."""
     _require_torch()
     from validation.bench import configs, dense_gflop, make_problem
+    from validation.bench import time_step as _time
     cfg, B, T, _, _ = configs()[name]
     net, x, labels = make_problem(name)
     old_threads = torch.get_num_threads()
@@ -282,14 +282,7 @@ def time_step(name: str, repeats: int = 5, threads=None, warmup: int = 1) -> dic
     try:
         tnet = TorchNet(cfg, net.params, dtype=torch.float32)
         xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-        step = lambda: tnet.loss_and_grads(xt, labels)  # noqa: E731
-        for _ in range(warmup):
-            step()
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            step()
-            ts.append(time.perf_counter() - t0)
+        ts = _time(lambda: tnet.loss_and_grads(xt, labels), repeats, warmup)
     finally:
         torch.set_num_threads(old_threads)
     gflop = dense_gflop(cfg, B, T)
