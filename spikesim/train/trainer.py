@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,6 +200,13 @@ class Trainer:
         for k, v in ck.params.items():
             self.net.params[k][...] = v
         self.opt.load_state_dict(ck.optimizer_state)
+        stored = ck.config.get("train", {})
+        changed = sorted(k for k, v in json.loads(json.dumps(self.cfg.to_dict())).items()
+                         if k in stored and stored[k] != v and k != "epochs")
+        if changed:
+            warnings.warn(f"{path}: resuming a run whose training settings differ in {changed}; "
+                          "the run continues with the checkpoint's optimiser state (learning "
+                          "rate included) and this run's other settings", stacklevel=2)
         self.epoch, self.batch = ck.epoch, int(ck.extra.get("batch", 0))
         self.history = list(ck.extra.get("history", []))
         self.best_val = float(ck.extra.get("best_val", -1.0))
