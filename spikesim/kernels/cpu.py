@@ -171,11 +171,11 @@ def _alif_rows(n, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):
 
 @njit(**_opts)
 def _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0, dt,
-                        gs_c, gu_n, gb_n, gI, ga, gr):
+                        gs_c, grec, gu_n, gb_n, gI, ga, gr):
     for q in range(n):
         e = ge[q]
         gu, gb, gi, gal, grh, gsp = alif_step_backward(
-            fs * e + gs_c[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[q], u0[q], s0[q], b1[q], b0_[q],
+            fs * e + gs_c[q] + grec[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[q], u0[q], s0[q], b1[q], b0_[q],
             A[q], OA[q], IOA[q], R[q], OR[q], beta, b0, dt)
         gI[q] = gi
         gs_c[q] = gsp
@@ -203,38 +203,49 @@ def _integrator_rows_backward(n, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
 # ----------------------------------------------------------------------------------------------
 # Input lists: the non-zeros of each row of a (R, N) array, as CSR
 # ----------------------------------------------------------------------------------------------
+@njit(inline="always")
+def _rows(lo, hi, X, batch_major):
+    """The (row, view) pairs a CSR kernel chunk visits, in memory order: for a (B, T, N) array
+    [lo, hi) is a range of b and every t is visited; for a (T, B, N) array it is a range of rows
+    r = t * B + b. Returns the 2D view of those rows and T (0 for time-major)."""
+    if batch_major:
+        T = X.shape[1]
+        return X[lo:hi].reshape(-1, X.shape[2]), T
+    return X.reshape(-1, X.shape[2])[lo:hi], 0
+
+
 @njit(cache=True, nogil=True, error_model="numpy")     # no fastmath: it must see NaN
 def csr_count(c, lo, hi, X, batch_major, cnt, bad):
-    """cnt[r] = number of non-zeros of row r = t * B + b, rows [lo, hi); bad[c] counts NaN/inf.
-    X is (T, B, N), or (B, T, N) when ``batch_major`` (the user's input, read in place)."""
-    if batch_major:
-        B, N = X.shape[0], X.shape[2]
-    else:
-        B, N = X.shape[1], X.shape[2]
-    for r in range(lo, hi):
-        t, b = r // B, r % B
+    """cnt[r] = number of non-zeros of row r = t * B + b; bad[c] counts NaN/inf. X is (T, B, N)
+    and [lo, hi) a range of rows r, or X is (B, T, N) (the user's input, read in place, in
+    memory order) and [lo, hi) a range of b."""
+    B = X.shape[0] if batch_major else X.shape[1]
+    V, T = _rows(lo, hi, X, batch_major)
+    for q in range(V.shape[0]):
+        r = (q % T) * B + lo + q // T if batch_major else lo + q
+        xr = V[q]
         k = 0
-        for i in range(N):
-            v = X[b, t, i] if batch_major else X[t, b, i]
-            if v != 0:
-                k += 1
-                if not np.isfinite(v):
-                    bad[c] += 1
+        nf = 0
+        for i in range(xr.shape[0]):
+            v = xr[i]
+            k += v != 0
+            nf += not (v - v == 0)          # NaN and inf give NaN here
         cnt[r] = k
+        bad[c] += nf
 
 
 @njit(**_opts)
 def csr_fill(c, lo, hi, X, batch_major, ptr, col, val):
-    """Column indices and values of the non-zeros of rows [lo, hi), at offsets ptr[r]."""
-    if batch_major:
-        B, N = X.shape[0], X.shape[2]
-    else:
-        B, N = X.shape[1], X.shape[2]
-    for r in range(lo, hi):
-        t, b = r // B, r % B
+    """Column indices and values of the non-zeros of each row r, at offsets ptr[r] (rows as
+    in ``csr_count``)."""
+    B = X.shape[0] if batch_major else X.shape[1]
+    V, T = _rows(lo, hi, X, batch_major)
+    for q in range(V.shape[0]):
+        r = (q % T) * B + lo + q // T if batch_major else lo + q
+        xr = V[q]
         p = ptr[r]
-        for i in range(N):
-            v = X[b, t, i] if batch_major else X[t, b, i]
+        for i in range(xr.shape[0]):
+            v = xr[i]
             if v != 0:
                 col[p] = i
                 val[p] = v
@@ -302,9 +313,7 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, sptr, sco
     fs = dtype.type(1 - ext_on_u)
     for t in range(T - 1, -1, -1):
         if rec and t + 1 < T:
-            np.dot(gI2, Wrec, rbuf)
-            for q in range(n):
-                gs_c[q] += rflat[q]
+            np.dot(gI2, Wrec, rbuf)             # W_rec^T dL/dI_{t+1}, added in the rows below
         e = off + n
         ge = g_ext[t].reshape(-1)[off:e]
         u0, s0, b0_ = u[t].reshape(-1)[off:e], s[t].reshape(-1)[off:e], bt[t].reshape(-1)[off:e]
@@ -313,7 +322,7 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, sptr, sco
             x[q] = u1[q] - (b0 + beta * b1[q])
         _surrogates(x, sg, n, sp)
         _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
-                            dt, gs_c, gu_n, gb_n, gI, ga, gr)
+                            dt, gs_c, rflat, gu_n, gb_n, gI, ga, gr)
         _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, rec, sptr, scol, sval, dWrecT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):

@@ -301,10 +301,11 @@ class Network:
         """The non-zeros of each row t*B + b of X ((T,B,N), or (B,T,N) if batch_major) as CSR
         (ptr, col, val). Raises ValueError on NaN or inf."""
         R = X.shape[0] * X.shape[1]
+        n = X.shape[0] if batch_major else R        # chunks over b, or over rows
         cnt = np.empty(R, np.int64)
-        nch = n_chunks(R)
+        nch = n_chunks(n)
         bad = np.zeros(nch, np.int64)
-        run_chunks(cpu.csr_count, R, X, batch_major, cnt, bad, nch=nch)
+        run_chunks(cpu.csr_count, n, X, batch_major, cnt, bad, nch=nch)
         if bad.any():
             raise ValueError("input contains NaN or inf" if key == "x" else
                              f"layer {self.config.layers[key].name!r} produced NaN or inf")
@@ -313,7 +314,7 @@ class Network:
         nnz = int(ptr[-1])
         col = self._buf_typed(f"{key}.col", (max(nnz, 1),), np.int32)
         val = self._buf_typed(f"{key}.val", (max(nnz, 1),), self.dtype)
-        run_chunks(cpu.csr_fill, R, X, batch_major, ptr, col, val)
+        run_chunks(cpu.csr_fill, n, X, batch_major, ptr, col, val)
         return ptr, col, val
 
     def _buf_typed(self, key, shape, dtype) -> np.ndarray:
