@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ..kernels.threads import n_chunks, run_chunks
 from ..model.config import LOSSES
 
 
@@ -61,30 +62,28 @@ def _check(out, labels, start, per_step):
 
 
 @njit(cache=True, nogil=True)
-def _nll_rows(u, y, scale, g, want_grad):
-    """Sum over rows of -log_softmax(u[r])[y[r]] (rows with y < 0 skipped), in float64, and
-    g[r] = scale * (softmax(u[r]) - onehot(y[r])) when ``want_grad``."""
-    R, C = u.shape
-    loss = 0.0
+def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss):
+    """Rows [lo, hi): loss[c] += -log_softmax(u[r])[y[r]] (rows with y < 0 skipped), in
+    float64, and g[r] = scale * (softmax(u[r]) - onehot(y[r])) when ``want_grad``."""
+    C = u.shape[1]
     e = np.empty(C)
-    for r in range(R):
+    for r in range(lo, hi):
         if y[r] < 0:
             if want_grad:
-                for c in range(C):
-                    g[r, c] = 0
+                for k in range(C):
+                    g[r, k] = 0
             continue
         m = u[r, 0]
-        for c in range(1, C):
-            m = max(m, u[r, c])
+        for k in range(1, C):
+            m = max(m, u[r, k])
         tot = 0.0
-        for c in range(C):
-            e[c] = np.exp(np.float64(u[r, c]) - m)
-            tot += e[c]
-        loss -= np.float64(u[r, y[r]]) - m - np.log(tot)
+        for k in range(C):
+            e[k] = np.exp(np.float64(u[r, k]) - m)
+            tot += e[k]
+        loss[c] -= np.float64(u[r, y[r]]) - m - np.log(tot)
         if want_grad:
-            for c in range(C):
-                g[r, c] = scale * (e[c] / tot - (1.0 if c == y[r] else 0.0))
-    return loss
+            for k in range(C):
+                g[r, k] = scale * (e[k] / tot - (1.0 if k == y[r] else 0.0))
 
 
 @njit(cache=True, nogil=True)
@@ -110,7 +109,10 @@ def nll_per_step(out, labels, start=0, grad=True, carry=None):
     g = np.zeros(out.shape, out.dtype) if grad else np.zeros((1, 1, 1), out.dtype)
     u2 = np.ascontiguousarray(out[start:]).reshape(-1, C)
     g2 = g[start:].reshape(-1, C) if grad else g.reshape(1, 1)
-    loss = _nll_rows(u2, y, 1.0 / B, g2, grad) / B
+    nch = n_chunks(len(y))
+    parts = np.zeros(nch)
+    run_chunks(_nll_rows, len(y), u2, y, 1.0 / B, g2, grad, parts, nch=nch)
+    loss = parts.sum() / B
     pred = out.argmax(axis=2).T                             # (B, T): all steps
     lab = labels[:, start:]
     mask = lab >= 0
