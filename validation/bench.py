@@ -14,7 +14,9 @@ paths' speed depends on them.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -116,12 +118,29 @@ def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool =
     else:
         rec["reference_median_s"] = None
     if torch:
-        from validation import torch_reference
-        if torch_reference.torch_available():
-            t = torch_reference.time_step(name, repeats=max(3, repeats // 2))
+        t = torch_time(name, max(3, repeats // 2))
+        if t is not None:
             rec["torch_median_s"] = t["median_s"]
+            rec["torch_version"] = t.get("torch")
             rec["speedup_vs_torch"] = t["median_s"] / rec["median_s"]
     return rec
+
+
+def torch_time(name: str, repeats: int):
+    """PyTorch eager autograd on the same problem, in a fresh process (sharing a process with
+    Numba's and our thread pools made PyTorch's OpenMP threads ten times slower); None where
+    PyTorch is not installed."""
+    from validation import torch_reference
+    if not torch_reference.torch_available():
+        return None
+    code = ("import json; from validation.torch_reference import time_step; "
+            f"print(json.dumps(time_step({name!r}, repeats={int(repeats)})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if out.returncode != 0:
+        print(f"PyTorch timing of {name} failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def machine() -> dict:
@@ -134,8 +153,8 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    import os
-    return {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+    from spikesim.kernels.threads import get_threads
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel_threads": get_threads(),
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
 
 
@@ -144,7 +163,7 @@ def run(args) -> int:
     peak = sgemm_peak()
     info = machine()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"spikesim bench  {date}  {info['cpu']}, {info['cores']} cores, numba threads {info['numba_threads']}")
+    print(f"spikesim bench  {date}  {info['cpu']}, {info['cores']} cores, kernel threads {info['kernel_threads']}")
     print(f"sgemm peak (numpy float32 2048^3, all BLAS threads): {peak:.1f} GFLOP/s")
     print(f"{'config':8s} {'median s':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'of peak':>8s} "
           f"{'ref s':>8s} {'ref/us':>7s}  firing rates")
