@@ -25,7 +25,6 @@ def _task_module(name):
 
 def cmd_demo(args) -> int:
     """Train a small SRNN on the built-in delayed-cue task and report test accuracy."""
-    import numpy as np
     from .model.network import Network
     from .tasks import synthetic
     from .train.trainer import Trainer, evaluate

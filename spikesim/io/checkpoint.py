@@ -23,7 +23,6 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,7 +36,6 @@ FORMAT_VERSION = 1
 _META_KEY = "__spikesim__"
 _PARAM = "param/"
 _OPTIM = "optim/"
-
 
 @dataclass
 class Checkpoint:
@@ -53,14 +51,12 @@ class Checkpoint:
     spikesim_version: str = ""
     path: Path | None = field(default=None, compare=False)
 
-
 def _spikesim_version() -> str:
     try:
         from spikesim import __version__
         return str(__version__)
     except Exception:  # pragma: no cover - version lookup must never break saving
         return "unknown"
-
 
 def _json_default(value):
     if isinstance(value, np.generic):
@@ -69,13 +65,11 @@ def _json_default(value):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
-
 def _check_array(arr, where: str) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.dtype.hasobject:
         raise CheckpointError(f"{where}: object arrays cannot be stored without pickle")
     return arr
-
 
 # ---- optimizer state <-> (arrays, JSON skeleton) -------------------------------
 def _flatten_optim(node, path: list[str], arrays: dict, used: set):
@@ -107,7 +101,6 @@ def _flatten_optim(node, path: list[str], arrays: dict, used: set):
         f"optimizer state at {'/'.join(path)}: unsupported leaf type {type(node).__name__}"
     )
 
-
 def _unflatten_optim(node, arrays):
     if not isinstance(node, dict):
         raise CheckpointError("optimizer state skeleton is malformed")
@@ -122,7 +115,6 @@ def _unflatten_optim(node, arrays):
     if "value" in node:
         return node["value"]
     raise CheckpointError("optimizer state skeleton is malformed")
-
 
 # ---- save -----------------------------------------------------------------------
 def save_checkpoint(path, params: dict[str, np.ndarray], config: dict,
@@ -187,7 +179,6 @@ def save_checkpoint(path, params: dict[str, np.ndarray], config: dict,
     _fsync_dir(directory)
     return path
 
-
 def _fsync_dir(directory: Path) -> None:
     try:
         dfd = os.open(directory, os.O_RDONLY)
@@ -200,10 +191,8 @@ def _fsync_dir(directory: Path) -> None:
     finally:
         os.close(dfd)
 
-
 # ---- load -----------------------------------------------------------------------
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
-
 
 def _read_meta(npz, path) -> dict:
     if _META_KEY not in npz.files:
@@ -224,13 +213,11 @@ def _read_meta(npz, path) -> dict:
         )
     return meta
 
-
 def _open_npz(path):
     obj = np.load(path, allow_pickle=False)
     if not isinstance(obj, np.lib.npyio.NpzFile):
         raise CheckpointError(f"{path}: not a spikesim checkpoint (plain .npy data)")
     return obj
-
 
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (no pickle involved).
@@ -277,7 +264,6 @@ def load_checkpoint(path) -> Checkpoint:
         spikesim_version=str(meta.get("spikesim_version", "")),
         path=path,
     )
-
 
 def is_spikesim_checkpoint(path) -> bool:
     """True if ``path`` is a readable spikesim checkpoint (checks the metadata only)."""
