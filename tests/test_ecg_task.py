@@ -200,6 +200,32 @@ def test_train_loss_falls_and_resume(tmp_path):
         assert (out / f).is_file()
 
 
+def test_train_on_all_sequences_selects_on_training_accuracy(tmp_path):
+    """--val-fraction 0: all training sequences, no validation; the model tested is the epoch
+    with the best training accuracy (--select train, the default then) or the last one."""
+    data = _fake_qtdb(tmp_path / "data", n_train=16, n_test=4)
+    out = tmp_path / "run"
+    common = ["train", "ecg", "--data-dir", str(data), "--out", str(out), "--batch-size", "8",
+              "--quiet", "--seed", "2", "--val-fraction", "0", "--no-plots",
+              "--init-state", "random", "--tau-min", "1"]
+    assert main(common + ["--epochs", "2"]) == 0
+    assert main(common + ["--epochs", "3", "--resume"]) == 0
+    h = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in h] == [1, 2, 3] and all("val_acc" not in r for r in h)
+    r = json.loads((out / "results.json").read_text())
+    best = max(h, key=lambda rec: rec["train_acc"])
+    assert r["n_train"] == 16 and r["n_val"] == 0 and r["select"] == "train"
+    assert r["best_epoch"] == best["epoch"] and r["best_epoch_train_acc"] == best["train_acc"]
+    assert r["best_val_acc"] is None and (out / "best_train.ckpt").is_file()
+    assert not (out / "best.ckpt").exists()
+    tcfg = json.loads((out / "config.json").read_text())["train"]
+    assert tcfg["epochs"] == 3 and tcfg["tau_min"] == 1.0
+    assert main(common + ["--epochs", "3", "--resume", "--select", "last"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    assert r["select"] == "last" and r["best_epoch"] == 3 and r["epochs"] == 3
+    assert main(common + ["--epochs", "3", "--select", "val"]) == 2     # no validation split
+
+
 def test_train_loss_falls_in_process(tmp_path):
     """Two passes of train_step on the fake data with the official settings lower the loss."""
     from spikesim.train.optim import Optimizer
