@@ -331,3 +331,26 @@ def test_real_qtdb(split, n):
     assert 0.05 <= frac <= 0.15
     masked = qtdb.load_qtdb(_real_dir(), split=split, unlabelled="mask")
     assert np.array_equal(masked.labels == -1, ~ds.labelled)
+
+
+def test_cli_eval_ecg_download(http_root, tmp_path, monkeypatch):
+    """`spikesim eval ecg --download` fetches the missing test file, verifies it, evaluates."""
+    from spikesim.cli import main
+    from spikesim.io.checkpoint import save_checkpoint
+    from spikesim.model.network import Network
+    from spikesim.tasks import ecg
+    root, url = http_root
+    raw, _, _ = make_fake(3, seed=7)
+    scipy.io.savemat(root / "QTDB_test.mat", raw)
+    monkeypatch.setitem(qtdb.QTDB_SHA256, "QTDB_test.mat", dl.sha256_file(root / "QTDB_test.mat"))
+    monkeypatch.setenv("SPIKESIM_QTDB_URL", url + "/")
+    net = Network(ecg.network_config(), seed=0)
+    ck = save_checkpoint(tmp_path / "m.ckpt", net.params, {"network": net.config.to_dict()})
+    data, out = tmp_path / "data", tmp_path / "r.json"
+    assert main(["eval", "ecg", "--checkpoint", str(ck), "--data-dir", str(data), "--download",
+                 "--json", str(out)]) == 0
+    assert (data / "qtdb" / "QTDB_test.mat").exists()
+    import json
+    assert json.loads(out.read_text())["n_samples"] == 3
+    # without the file and without --download: a clear error, exit code 2
+    assert main(["eval", "ecg", "--checkpoint", str(ck), "--data-dir", str(tmp_path / "none")]) == 2

@@ -307,7 +307,14 @@ def format_report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _add_download_arg(parser):
+    parser.add_argument("--download", action="store_true",
+                        help="fetch missing QTDB files from the reference repository into "
+                             "--data-dir (checksum-verified)")
+
+
 def add_eval_args(parser: argparse.ArgumentParser, name: str = "ecg"):
+    _add_download_arg(parser)
     parser.add_argument("--checkpoint", required=True,
                         help="official ECG state_dict (.pth) or a spikesim checkpoint (.ckpt)")
     parser.add_argument("--data-dir", default=None,
@@ -339,7 +346,8 @@ def run_eval(args) -> int:
     except CheckpointError as e:
         print(f"spikesim: error: {e}", file=sys.stderr)
         return 2
-    data = load_qtdb(args.data_dir, args.split, unlabelled="class0", dtype=dtype)
+    data = load_qtdb(args.data_dir, args.split, unlabelled="class0", dtype=dtype,
+                     download=args.download)
     t0 = time.time()
     res, pred = evaluate_network(net, data.x, data.labels, args.init_state, args.seeds,
                                  info["variant"], args.tolerance, args.boundary_match)
@@ -362,6 +370,7 @@ def run_eval(args) -> int:
 # Training
 # ----------------------------------------------------------------------------------------------
 def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
+    _add_download_arg(parser)
     parser.add_argument("--data-dir", default=None,
                         help="folder with QTDB_{train,test}.mat (or its qtdb/ subfolder)")
     parser.add_argument("--out", required=True, help="folder for checkpoints, results and plots")
@@ -402,8 +411,8 @@ def run_train(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(args.dtype)
-    train = load_qtdb(args.data_dir, "train", dtype=dtype)
-    test = load_qtdb(args.data_dir, "test", dtype=dtype)
+    train = load_qtdb(args.data_dir, "train", dtype=dtype, download=args.download)
+    test = load_qtdb(args.data_dir, "test", dtype=dtype, download=args.download)
     tr_idx, va_idx = train_val_split(len(train), args.val_fraction, args.seed)
     train_set = ArrayDataset(train.x[tr_idx], train.labels[tr_idx])
     val_set = ArrayDataset(train.x[va_idx], train.labels[va_idx]) if len(va_idx) else None
