@@ -312,12 +312,14 @@ class Network:
         ptr = np.zeros(R + 1, np.int64)
         np.cumsum(cnt, out=ptr[1:])
         nnz = int(ptr[-1])
-        col = self._buf_typed(f"{key}.col", (max(nnz, 1),), np.int32)
-        val = self._buf_typed(f"{key}.val", (max(nnz, 1),), self.dtype)
+        col = self._list_buf(f"{key}.col", (max(nnz, 1),), np.int32)
+        val = self._list_buf(f"{key}.val", (max(nnz, 1),), self.dtype)
         run_chunks(cpu.csr_fill, n, X, batch_major, ptr, col, val)
         return ptr, col, val
 
-    def _buf_typed(self, key, shape, dtype) -> np.ndarray:
+    def _list_buf(self, key, shape, dtype) -> np.ndarray:
+        """A 1D work array for CSR lists, whose length changes from step to step: reused (with
+        25 % headroom) when ``reuse_buffers`` is on."""
         if not self.reuse_buffers:
             return np.empty(shape, dtype)
         a = self._ws.get(key)
