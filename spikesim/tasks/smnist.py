@@ -391,6 +391,10 @@ def add_train_args(parser, name="smnist"):
     t.add_argument("--analog", action="store_true", help="pixels /255 instead of binarised")
     parser.add_argument("--window", type=int, default=4, help="sliding window size k")
     parser.add_argument("--lr", type=float, default=8e-3)
+    parser.add_argument("--optimizer", default="adamax", choices=["adamax", "adam"],
+                        help="official: adamax")
+    parser.add_argument("--clip-norm", type=float, default=None,
+                        help="clip the gradient norm of every update (official: no clipping)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--perm-seed", type=int, default=DEFAULT_PERM_SEED,
                         help="PS-MNIST permutation seed (stored in the checkpoint)")
@@ -439,6 +443,7 @@ def run_train(args) -> int:
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(args.epochs, args.batch_size, None if args.full_bptt else args.tbptt,
                        args.seed, args.lr)
+    cfg.optimizer, cfg.clip_norm = args.optimizer, args.clip_norm
     cfg.eval_batch_size = 250
     trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
     if args.resume and trainer.resume():
