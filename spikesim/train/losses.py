@@ -21,6 +21,7 @@ from numba import njit
 
 from ..kernels.threads import n_chunks, run_chunks
 from ..model.config import LOSSES
+from ..model.surrogates import fexp
 
 
 @dataclass
@@ -61,29 +62,36 @@ def _check(out, labels, start, per_step):
     return labels.astype(np.int64)
 
 
-@njit(cache=True, nogil=True)
-def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss):
-    """Rows [lo, hi): loss[c] += -log_softmax(u[r])[y[r]] (rows with y < 0 skipped), in
-    float64, and g[r] = scale * (softmax(u[r]) - onehot(y[r])) when ``want_grad``."""
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred):
+    """Rows [lo, hi): pred[r] = argmax u[r] (first maximum); loss[c] += -log_softmax(u[r])[y[r]]
+    (rows with y < 0 skipped), accumulated in float64; g[r] = scale * (softmax(u[r]) -
+    onehot(y[r])) when ``want_grad``. The exponentials use the kernels' ``fexp`` (exact in
+    float64, a polynomial good to 1e-5 in float32)."""
     C = u.shape[1]
-    e = np.empty(C)
+    e = np.empty(C, u.dtype)
     for r in range(lo, hi):
+        m = u[r, 0]
+        am = 0
+        for k in range(1, C):
+            if u[r, k] > m:
+                m = u[r, k]
+                am = k
+        pred[r] = am
         if y[r] < 0:
             if want_grad:
                 for k in range(C):
                     g[r, k] = 0
             continue
-        m = u[r, 0]
-        for k in range(1, C):
-            m = max(m, u[r, k])
-        tot = 0.0
+        tot = u.dtype.type(0)
         for k in range(C):
-            e[k] = np.exp(np.float64(u[r, k]) - m)
+            e[k] = fexp(u[r, k] - m)
             tot += e[k]
-        loss[c] -= np.float64(u[r, y[r]]) - m - np.log(tot)
+        loss[c] -= np.float64(u[r, y[r]] - m) - np.log(np.float64(tot))
         if want_grad:
             for k in range(C):
-                g[r, k] = scale * (e[k] / tot - (1.0 if k == y[r] else 0.0))
+                g[r, k] = scale * e[k] / tot
+            g[r, y[r]] -= scale
 
 
 @njit(cache=True, nogil=True)
@@ -111,9 +119,13 @@ def nll_per_step(out, labels, start=0, grad=True, carry=None):
     g2 = g[start:].reshape(-1, C) if grad else g.reshape(1, 1)
     nch = n_chunks(len(y))
     parts = np.zeros(nch)
-    run_chunks(_nll_rows, len(y), u2, y, 1.0 / B, g2, grad, parts, nch=nch)
+    p2 = np.empty(len(y), np.int64)
+    run_chunks(_nll_rows, len(y), u2, y, out.dtype.type(1.0 / B), g2, grad, parts, p2, nch=nch)
     loss = parts.sum() / B
-    pred = out.argmax(axis=2).T                             # (B, T): all steps
+    pred = np.empty((T, B), np.int64)                       # (B, T) below: all steps
+    pred[start:] = p2.reshape(T - start, B)
+    pred[:start] = out[:start].argmax(axis=2)
+    pred = pred.T
     lab = labels[:, start:]
     mask = lab >= 0
     correct = int(((pred[:, start:] == lab) & mask).sum())
