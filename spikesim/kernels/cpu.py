@@ -38,6 +38,7 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
+SMALL_REC = 128       # up to this size, a layer's recurrent input is one dense product per step
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,18 +89,26 @@ def _tile(a, nb):
 @njit(inline="always")
 def _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib):
     """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
-    rows of W_in^T over the input's non-zeros and of W_rec^T over the spikes of step t-1."""
+    rows of W_in^T over the input's non-zeros and of W_rec^T over the spikes of step t-1 (for
+    small layers one dense product per step, cheaper than scanning each row)."""
+    dense_rec = rec and N <= SMALL_REC
+    if dense_rec:
+        np.dot(s[t, lo:hi], WrecT, Ib.reshape(hi - lo, N))
     for b in range(lo, hi):
         ib = Ib[(b - lo) * N:(b - lo + 1) * N]
         r = t * B + b
-        for j in range(N):
-            ib[j] = bias[j]
+        if dense_rec:
+            for j in range(N):
+                ib[j] += bias[j]
+        else:
+            for j in range(N):
+                ib[j] = bias[j]
         for p in range(ptr[r], ptr[r + 1]):
             w = WinT[col[p]]
             v = val[p]
             for j in range(N):
                 ib[j] += v * w[j]
-        if rec:
+        if rec and not dense_rec:
             sr = s[t, b]
             for i in range(N):
                 si = sr[i]
