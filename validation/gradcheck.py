@@ -130,6 +130,9 @@ def task_topologies(quick=False) -> dict:
                                     LossConfig("ce_sum_spike", 0)),
         "smnist-icons": NetworkConfig(20, [L(16, "rec", b_j0=0.1), L(8, "rec", b_j0=0.1),
                                            L(10, "integrator")], LossConfig("ce_sum_softmax", 0)),
+        # wider than cpu.SMALL_REC, so that the sparse (gathered) recurrent input is checked too
+        "wide-rec": NetworkConfig(12, [L(136, "rec", tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
+                                       L(5, "integrator", tau_m=(20, 5))], LossConfig("ce_sum_softmax", 5)),
     }
 
 
