@@ -130,24 +130,3 @@ def sg_smooth(x, sp):
     """Exact derivative of the smooth mode's sigmoid(k x)."""
     s = _sigmoid(sp[7] * x, sp[8])
     return sp[7] * s * (sp[8] - s)
-
-
-@njit(inline="always")
-def spike_fn(x, sp):
-    """Forward spike of either mode (the kernels choose the mode once per row instead)."""
-    return smooth_spike(x, sp) if sp[0] == SMOOTH else heaviside(x, sp)
-
-
-@njit(inline="always")
-def surrogate_grad(x, sp):
-    """The pseudo-derivative gamma * f(x) of the spike function (exact in smooth mode)."""
-    code = sp[0]
-    if code == MULTI_GAUSSIAN:
-        return sg_multi_gaussian(x, sp)
-    if code == GAUSSIAN:
-        return sg_gaussian(x, sp)
-    if code == LINEAR:
-        return sg_linear(x, sp)
-    if code == SLAYER:
-        return sg_slayer(x, sp)
-    return sg_smooth(x, sp)

@@ -38,12 +38,6 @@ class LossResult:
         return self.correct / max(1, self.count)
 
 
-def _softmax(z, axis=-1):
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 def _check(out, labels, start, per_step):
     if not isinstance(out, np.ndarray) or out.ndim != 3:
         raise ValueError(f"readout must be a (T, B, C) array, got {getattr(out, 'shape', type(out))}")
@@ -133,7 +127,9 @@ def nll_per_step(out, labels, start=0, grad=True, carry=None):
 
 
 def _ce_logits(z, labels):
-    p = _softmax(z)
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    p = np.empty_like(z)
+    _softmax_rows(z, p)
     B = z.shape[0]
     loss = -np.log(p[np.arange(B), labels]).mean()
     dz = p.copy()
