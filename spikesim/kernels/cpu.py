@@ -38,7 +38,6 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
-SMALL_REC = 128       # up to this size, a layer's recurrent input is one dense product per step
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,39 +86,61 @@ def _tile(a, nb):
 
 
 @njit(inline="always")
-def _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib):
-    """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
-    rows of W_in^T over the input's non-zeros and of W_rec^T over the spikes of step t-1 (for
-    small layers one dense product per step, cheaper than scanning each row)."""
-    dense_rec = rec and N <= SMALL_REC
-    if dense_rec:
-        np.dot(s[t, lo:hi], WrecT, Ib.reshape(hi - lo, N))
-    for b in range(lo, hi):
-        ib = Ib[(b - lo) * N:(b - lo + 1) * N]
-        r = t * B + b
-        if dense_rec:
-            for j in range(N):
-                ib[j] += bias[j]
-        else:
-            for j in range(N):
-                ib[j] = bias[j]
-        for p in range(ptr[r], ptr[r + 1]):
-            w = WinT[col[p]]
-            v = val[p]
-            for j in range(N):
-                ib[j] += v * w[j]
-        if rec and not dense_rec:
-            sr = s[t, b]
-            for i in range(N):
-                si = sr[i]
-                if si != 0:
-                    w = WrecT[i]
-                    for j in range(N):
-                        ib[j] += si * w[j]
+def _gather_add(ib, N, W, col, val, p, p1):
+    """ib[:N] += sum over entries p <= q < p1 of val[q] * W[col[q]]: four rows of W per pass,
+    so that ib is loaded and stored once per four (the loop is bound by loads and stores)."""
+    while p + 4 <= p1:
+        w0, w1, w2, w3 = W[col[p]], W[col[p + 1]], W[col[p + 2]], W[col[p + 3]]
+        v0, v1, v2, v3 = val[p], val[p + 1], val[p + 2], val[p + 3]
+        for j in range(N):
+            ib[j] += (v0 * w0[j] + v1 * w1[j]) + (v2 * w2[j] + v3 * w3[j])
+        p += 4
+    while p < p1:
+        w0 = W[col[p]]
+        v0 = val[p]
+        for j in range(N):
+            ib[j] += v0 * w0[j]
+        p += 1
 
 
 @njit(inline="always")
-def _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, rec, sptr, scol, sval, dWrecT):
+def _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1, lcol,
+                   lval, Ib):
+    """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
+    rows of W_in^T over the input's non-zeros and of W_rec^T over the layer's own spikes of
+    step t-1 (its lists, row t * B + b = slot t)."""
+    for b in range(lo, hi):
+        ib = Ib[(b - lo) * N:(b - lo + 1) * N]
+        r = t * B + b
+        for j in range(N):
+            ib[j] = bias[j]
+        _gather_add(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
+        if rec:
+            _gather_add(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
+
+
+@njit(inline="always")
+def _spike_lists(slot, lo, hi, B, N, s, p, lp0, lp1, lcol, lval):
+    """Append the non-zeros of s[slot, b] (b in [lo, hi)) to the lists, from offset p, and set
+    their rows' bounds; returns the next offset. Branch-free: every element is written at p and
+    p advances only past non-zeros, so entries past a row's end are scratch (a row never
+    writes beyond its own N slots of capacity)."""
+    for b in range(lo, hi):
+        r = slot * B + b
+        lp0[r] = p
+        sr = s[slot, b]
+        for i in range(N):
+            v = sr[i]
+            lcol[p] = i
+            lval[p] = v
+            p += v != 0
+        lp1[r] = p
+    return p
+
+
+@njit(inline="always")
+def _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, lp0, lp1, lcol,
+                  lval, dWrecT):
     """Add step t's contributions to dW_in^T, db and dW_rec^T (scatter-adds of the rows of
     dL/dI over the input's non-zeros and, from the layer's own spike lists (row t*B + b is
     slot t, i.e. s_{t-1}), over the spikes of step t-1)."""
@@ -129,15 +150,15 @@ def _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, rec, sptr, s
         r = t * B + b
         for j in range(N):
             dbc[j] += g[j]
-        for p in range(ptr[r], ptr[r + 1]):
-            d = dWinT[c, col[p]]
-            v = val[p]
+        for p in range(xp0[r], xp1[r]):
+            d = dWinT[c, xcol[p]]
+            v = xval[p]
             for j in range(N):
                 d[j] += v * g[j]
         if rec:
-            for p in range(sptr[r], sptr[r + 1]):
-                d = dWrecT[c, scol[p]]
-                v = sval[p]
+            for p in range(lp0[r], lp1[r]):
+                d = dWrecT[c, lcol[p]]
+                v = lval[p]
                 for j in range(N):
                     d[j] += v * g[j]
 
@@ -210,68 +231,55 @@ def _integrator_rows_backward(n, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
 
 
 # ----------------------------------------------------------------------------------------------
-# Input lists: the non-zeros of each row of a (R, N) array, as CSR
+# The data's lists: the non-zeros of each row r = t * B + b of the input (B, T, N), read in
+# place and in memory order; chunk [lo, hi) is a range of b
 # ----------------------------------------------------------------------------------------------
-@njit(inline="always")
-def _rows(lo, hi, X, batch_major):
-    """The (row, view) pairs a CSR kernel chunk visits, in memory order: for a (B, T, N) array
-    [lo, hi) is a range of b and every t is visited; for a (T, B, N) array it is a range of rows
-    r = t * B + b. Returns the 2D view of those rows and T (0 for time-major)."""
-    if batch_major:
-        T = X.shape[1]
-        return X[lo:hi].reshape(-1, X.shape[2]), T
-    return X.reshape(-1, X.shape[2])[lo:hi], 0
-
-
 @njit(cache=True, nogil=True, error_model="numpy")     # no fastmath: it must see NaN
-def csr_count(c, lo, hi, X, batch_major, cnt, bad):
-    """cnt[r] = number of non-zeros of row r = t * B + b; bad[c] counts NaN/inf. X is (T, B, N)
-    and [lo, hi) a range of rows r, or X is (B, T, N) (the user's input, read in place, in
-    memory order) and [lo, hi) a range of b."""
-    B = X.shape[0] if batch_major else X.shape[1]
-    V, T = _rows(lo, hi, X, batch_major)
-    for q in range(V.shape[0]):
-        r = (q % T) * B + lo + q // T if batch_major else lo + q
-        xr = V[q]
-        k = 0
-        nf = 0
-        for i in range(xr.shape[0]):
-            v = xr[i]
-            k += v != 0
-            nf += not (v - v == 0)          # NaN and inf give NaN here
-        cnt[r] = k
-        bad[c] += nf
+def csr_count(c, lo, hi, X, cnt, bad):
+    """cnt[t * B + b] = number of non-zeros of X[b, t]; bad[c] counts NaN/inf."""
+    B, T = X.shape[0], X.shape[1]
+    for b in range(lo, hi):
+        for t in range(T):
+            xr = X[b, t]
+            k = 0
+            nf = 0
+            for i in range(xr.shape[0]):
+                v = xr[i]
+                k += v != 0
+                nf += not (v - v == 0)          # NaN and inf give NaN here
+            cnt[t * B + b] = k
+            bad[c] += nf
 
 
 @njit(**_opts)
-def csr_fill(c, lo, hi, X, batch_major, ptr, col, val):
-    """Column indices and values of the non-zeros of each row r, at offsets ptr[r] (rows as
-    in ``csr_count``)."""
-    B = X.shape[0] if batch_major else X.shape[1]
-    V, T = _rows(lo, hi, X, batch_major)
-    for q in range(V.shape[0]):
-        r = (q % T) * B + lo + q // T if batch_major else lo + q
-        xr = V[q]
-        p = ptr[r]
-        for i in range(xr.shape[0]):
-            v = xr[i]
-            if v != 0:
-                col[p] = i
-                val[p] = v
-                p += 1
+def csr_fill(c, lo, hi, X, ptr, col, val):
+    """Column indices and values of the non-zeros of X[b, t], at offsets ptr[t * B + b]."""
+    B, T = X.shape[0], X.shape[1]
+    for b in range(lo, hi):
+        for t in range(T):
+            xr = X[b, t]
+            p = ptr[t * B + b]
+            for i in range(xr.shape[0]):
+                v = xr[i]
+                if v != 0:
+                    col[p] = i
+                    val[p] = v
+                    p += 1
 
 
 # ----------------------------------------------------------------------------------------------
 # Spiking layer (ALIF; LIF is beta = 0), optionally recurrent
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def alif_forward(c, lo, hi, ptr, col, val, WinT, bias, WrecT, rec, alpha, oma, rho, omr,
-                 beta, b0, dt, sp, u, s, bt):
+def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha, oma, rho, omr,
+                 beta, b0, dt, sp, u, s, bt, lp0, lp1, lcol, lval):
     """Run a spiking layer over T steps for batch rows [lo, hi).
 
     The input current I_t = W_in x_t + bias + W_rec s_{t-1} is formed per row from the input's
-    CSR lists (ptr, col, val) and the previous spikes; WinT, WrecT are the transposed weights.
-    u, s, bt (T+1,B,N): slot 0 holds the initial state; slots 1..T are written.
+    lists (xp0, xp1, xcol, xval) and the layer's own spike lists; WinT, WrecT are the
+    transposed weights. u, s, bt (T+1,B,N): slot 0 holds the initial state; slots 1..T are
+    written. The lists of s (rows slot * B + b, all T + 1 slots) are written to (lp0, lp1,
+    lcol, lval); the chunk owns the capacity [lo * (T+1) * N, hi * (T+1) * N) of lcol, lval.
     """
     T = u.shape[0] - 1
     B, N = u.shape[1], u.shape[2]
@@ -280,17 +288,20 @@ def alif_forward(c, lo, hi, ptr, col, val, WinT, bias, WrecT, rec, alpha, oma, r
     A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
     x = np.empty(n, u.dtype)
     Ib = np.empty(n, u.dtype)
+    p = _spike_lists(0, lo, hi, B, N, s, lo * (T + 1) * N, lp0, lp1, lcol, lval)
     for t in range(T):
-        _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WrecT, rec, s, Ib)
+        _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
+                       lcol, lval, Ib)
         e = off + n
         _alif_rows(n, u[t].reshape(-1)[off:e], s[t].reshape(-1)[off:e], bt[t].reshape(-1)[off:e], Ib,
                    A, OA, R, OR, beta, b0, dt, u[t + 1].reshape(-1)[off:e], bt[t + 1].reshape(-1)[off:e], x)
         _spikes(x, s[t + 1].reshape(-1)[off:e], n, sp)
+        p = _spike_lists(t + 1, lo, hi, B, N, s, p, lp0, lp1, lcol, lval)
 
 
 @njit(**_opts)
-def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, sptr, scol, sval, Win, gx,
-                  has_gx, Wrec, rec,
+def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, xp0, xp1, xcol, xval, lp0, lp1, lcol, lval,
+                  Win, gx, has_gx, Wrec, rec,
                   alpha, oma, rho, omr, beta, b0, dt, sp, dWinT, db, dWrecT, galpha, grho):
     """Backward through time of a spiking layer for batch rows [lo, hi).
 
@@ -332,7 +343,8 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, sptr, sco
         _surrogates(x, sg, n, sp)
         _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
                             dt, gs_c, rflat, gu_n, gb_n, gI, ga, gr)
-        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, rec, sptr, scol, sval, dWrecT)
+        _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, lp0, lp1, lcol,
+                      lval, dWrecT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):
         for j in range(N):
@@ -344,7 +356,7 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, ptr, col, val, sptr, sco
 # Non-spiking readout integrator
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def integrator_forward(c, lo, hi, ptr, col, val, WinT, bias, alpha, oma, u):
+def integrator_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, alpha, oma, u):
     """u_t = alpha u_{t-1} + (1 - alpha) I_t, I_t = W_in x_t + bias; u (T+1,B,N)."""
     T = u.shape[0] - 1
     B, N = u.shape[1], u.shape[2]
@@ -353,13 +365,14 @@ def integrator_forward(c, lo, hi, ptr, col, val, WinT, bias, alpha, oma, u):
     A, OA = _tile(alpha, nb), _tile(oma, nb)
     Ib = np.empty(n, u.dtype)
     for t in range(T):
-        _input_current(t, lo, hi, B, N, ptr, col, val, WinT, bias, WinT, False, u, Ib)
+        _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WinT, False, xp0, xp1,
+                       xcol, xval, Ib)
         e = off + n
         _integrator_rows(n, u[t].reshape(-1)[off:e], Ib, A, OA, u[t + 1].reshape(-1)[off:e])
 
 
 @njit(**_opts)
-def integrator_backward(c, lo, hi, gu_ext, u, ptr, col, val, Win, gx, has_gx, alpha, oma,
+def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, has_gx, alpha, oma,
                         dWinT, db, galpha):
     """Backward of the integrator, with its weight gradients and dL/dx fused in."""
     T = u.shape[0] - 1
@@ -376,7 +389,8 @@ def integrator_backward(c, lo, hi, gu_ext, u, ptr, col, val, Win, gx, has_gx, al
         e = off + n
         _integrator_rows_backward(n, gu_ext[t].reshape(-1)[off:e], u[t + 1].reshape(-1)[off:e],
                                   u[t].reshape(-1)[off:e], A, OA, IOA, gu_n, gI, ga)
-        _weight_grads(c, t, lo, hi, B, N, gI, ptr, col, val, dWinT, db, False, ptr, col, val, dWinT)
+        _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, False, xp0, xp1, xcol,
+                      xval, dWinT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
     for k in range(nb):
         for j in range(N):

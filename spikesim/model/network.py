@@ -119,14 +119,15 @@ def initial_state(cfg: NetworkConfig, batch: int, dtype=np.float32, mode: str = 
 class LayerTrace:
     """What one layer's forward pass keeps for its backward pass.
 
-    ``x_csr`` = (ptr, col, val): the non-zeros of each input row (row t*B + b) of the layer's
-    input, data or the previous layer's spikes; ``s_csr`` the same for the layer's own spikes
-    over all T + 1 slots (row t*B + b is slot t), read by the recurrent weight gradient. ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N)
+    ``x_lists`` = (p0, p1, col, val): the non-zeros of each input row r = t*B + b of the
+    layer's input (data or the previous layer's spikes) are entries p0[r] <= p < p1[r] of
+    (col, val); ``s_lists`` the same for the layer's own spikes over all T + 1 slots (row
+    t*B + b is slot t), read by the recurrent input and weight gradient. ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N)
     hold the initial state in slot 0 and the state after step t in slot t+1 (s, bt are None
     for the integrator).
     """
-    x_csr: tuple
-    s_csr: tuple | None
+    x_lists: tuple
+    s_lists: tuple | None
     n_in: int
     u_full: np.ndarray
     s_full: np.ndarray | None
@@ -267,7 +268,7 @@ class Network:
     def _forward(self, x, state) -> Trace:
         B, T, _ = x.shape
         trace = Trace()
-        csr, n_in = self._csr("x", x, batch_major=True), x.shape[2]
+        lists, n_in = self._csr(x), x.shape[2]
         for li, layer in enumerate(self.config.layers):
             n, N = layer.name, layer.size
             WinT = np.ascontiguousarray(self.params[f"{n}.W_in"].T)
@@ -285,47 +286,52 @@ class Network:
                 WrecT = (np.ascontiguousarray(self.params[f"{n}.W_rec"].T) if layer.recurrent
                          else np.zeros((1, 1), self.dtype))
                 sp = surrogate_tuple(layer.surrogate, self.dtype)
-                run_chunks(cpu.alif_forward, B, *csr, WinT, bias, WrecT, layer.recurrent, alpha, oma,
-                           rho, omr, self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt, sp,
-                           u, s, bt)
+                R = (T + 1) * B         # capacity: every neuron of every slot (smooth spikes)
+                s_lists = (self._list_buf(f"{li}.p0", R, np.int64), self._list_buf(f"{li}.p1", R, np.int64),
+                           self._list_buf(f"{li}.col", R * N, np.int32),
+                           self._list_buf(f"{li}.val", R * N, self.dtype))
+                run_chunks(cpu.alif_forward, B, *lists, WinT, bias, WrecT, layer.recurrent, alpha,
+                           oma, rho, omr, self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt,
+                           sp, u, s, bt, *s_lists)
             else:
-                s = bt = None
-                run_chunks(cpu.integrator_forward, B, *csr, WinT, bias, alpha, oma, u)
-            s_csr = self._csr(li, s, batch_major=False) if s is not None else None
-            trace.layers.append(LayerTrace(csr, s_csr, n_in, u, s, bt))
-            if s_csr is not None:       # the next layer reads s_0..s_{T-1}: slots 1..T, rows B..
-                csr, n_in = (s_csr[0][B:], s_csr[1], s_csr[2]), N
+                s = bt = s_lists = None
+                run_chunks(cpu.integrator_forward, B, *lists, WinT, bias, alpha, oma, u)
+            if not np.isfinite(u[-1]).all():        # NaN/inf persist in the membrane once in it
+                raise ValueError(f"layer {layer.name!r} produced NaN or inf")
+            trace.layers.append(LayerTrace(lists, s_lists, n_in, u, s, bt))
+            if s_lists is not None:     # the next layer reads s_0..s_{T-1}: slots 1..T, rows B..
+                lists, n_in = (s_lists[0][B:], s_lists[1][B:], s_lists[2], s_lists[3]), N
         return trace
 
-    def _csr(self, key, X, batch_major):
-        """The non-zeros of each row t*B + b of X ((T,B,N), or (B,T,N) if batch_major) as CSR
-        (ptr, col, val). Raises ValueError on NaN or inf."""
+    def _csr(self, X):
+        """The non-zeros of each row t*B + b of the input X (B,T,N) as lists (p0, p1, col,
+        val). Raises ValueError on NaN or inf."""
+        B = X.shape[0]
         R = X.shape[0] * X.shape[1]
-        n = X.shape[0] if batch_major else R        # chunks over b, or over rows
         cnt = np.empty(R, np.int64)
-        nch = n_chunks(n)
+        nch = n_chunks(B)
         bad = np.zeros(nch, np.int64)
-        run_chunks(cpu.csr_count, n, X, batch_major, cnt, bad, nch=nch)
+        run_chunks(cpu.csr_count, B, X, cnt, bad, nch=nch)
         if bad.any():
-            raise ValueError("input contains NaN or inf" if key == "x" else
-                             f"layer {self.config.layers[key].name!r} produced NaN or inf")
+            raise ValueError("input contains NaN or inf")
         ptr = np.zeros(R + 1, np.int64)
         np.cumsum(cnt, out=ptr[1:])
         nnz = int(ptr[-1])
-        col = self._list_buf(f"{key}.col", (max(nnz, 1),), np.int32)
-        val = self._list_buf(f"{key}.val", (max(nnz, 1),), self.dtype)
-        run_chunks(cpu.csr_fill, n, X, batch_major, ptr, col, val)
-        return ptr, col, val
+        col = self._list_buf("x.col", max(nnz, 1), np.int32, headroom=1.25)
+        val = self._list_buf("x.val", max(nnz, 1), self.dtype, headroom=1.25)
+        run_chunks(cpu.csr_fill, B, X, ptr, col, val)
+        return ptr[:-1], ptr[1:], col, val
 
-    def _list_buf(self, key, shape, dtype) -> np.ndarray:
-        """A 1D work array for CSR lists, whose length changes from step to step: reused (with
-        25 % headroom) when ``reuse_buffers`` is on."""
+    def _list_buf(self, key, n, dtype, headroom=1.0) -> np.ndarray:
+        """A 1D work array for lists: reused when ``reuse_buffers`` is on (the data's lists
+        change length from step to step: 25 % headroom). Spike lists are allocated at full
+        capacity; only the pages that spikes reach are ever touched."""
         if not self.reuse_buffers:
-            return np.empty(shape, dtype)
+            return np.empty(n, dtype)
         a = self._ws.get(key)
-        if a is None or a.shape[0] < shape[0] or a.dtype != dtype:
-            a = self._ws[key] = np.empty((int(shape[0] * 1.25) + 16,), dtype)
-        return a[:shape[0]]
+        if a is None or a.shape[0] < n or a.dtype != dtype:
+            a = self._ws[key] = np.empty(int(n * headroom) + 16, dtype)
+        return a[:n]
 
     # -- backward ------------------------------------------------------------------------------
     def backward(self, trace: Trace, g_out: np.ndarray) -> dict:
@@ -358,7 +364,7 @@ class Network:
                 Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), d)
                 sp = surrogate_tuple(layer.surrogate, d)
                 run_chunks(cpu.alif_backward, B, g_ext, ext_on_u, tr.u_full, tr.s_full, tr.bt_full,
-                           *tr.x_csr, *tr.s_csr, Win, gx, has_gx, Wrec, layer.recurrent, alpha, oma,
+                           *tr.x_lists, *tr.s_lists, Win, gx, has_gx, Wrec, layer.recurrent, alpha, oma,
                            rho, omr,
                            d.type(layer.beta), d.type(layer.b_j0), dt, sp, dWinT, db, dWrecT,
                            galpha, grho, nch=nch)
@@ -368,7 +374,7 @@ class Network:
                 if layer.recurrent:
                     grads[f"{n}.W_rec"] = np.ascontiguousarray(dWrecT.sum(0).T)
             else:
-                run_chunks(cpu.integrator_backward, B, g_ext, tr.u_full, *tr.x_csr, Win, gx, has_gx,
+                run_chunks(cpu.integrator_backward, B, g_ext, tr.u_full, *tr.x_lists, Win, gx, has_gx,
                            alpha, oma, dWinT, db, galpha, nch=nch)
             tau = p[f"{n}.tau_m"]
             g = galpha.sum(0) * alpha * dt / (tau * tau)
