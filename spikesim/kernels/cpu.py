@@ -235,36 +235,29 @@ def _integrator_rows_backward(n, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
 # place and in memory order; chunk [lo, hi) is a range of b
 # ----------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")     # no fastmath: it must see NaN
-def csr_count(c, lo, hi, X, cnt, bad):
-    """cnt[t * B + b] = number of non-zeros of X[b, t]; bad[c] counts NaN/inf."""
-    B, T = X.shape[0], X.shape[1]
-    for b in range(lo, hi):
-        for t in range(T):
+def input_lists(c, lo, hi, X, xp0, xp1, xcol, xval, bad):
+    """The lists of the non-zeros of X[b, t] (row t * B + b), in one pass over the chunk's
+    rows, time-major; the chunk owns the capacity [lo * T * N, hi * T * N) of xcol, xval. bad[c] counts
+    NaN/inf."""
+    B, T, N = X.shape
+    p = lo * T * N
+    for t in range(T):                          # in the order the layer reads them
+        for b in range(lo, hi):
             xr = X[b, t]
-            k = 0
+            r = t * B + b
             nf = 0
-            for i in range(xr.shape[0]):
+            for i in range(N):
                 v = xr[i]
-                k += v != 0
                 nf += not (v - v == 0)          # NaN and inf give NaN here
-            cnt[t * B + b] = k
             bad[c] += nf
-
-
-@njit(**_opts)
-def csr_fill(c, lo, hi, X, ptr, col, val):
-    """Column indices and values of the non-zeros of X[b, t], at offsets ptr[t * B + b]."""
-    B, T = X.shape[0], X.shape[1]
-    for b in range(lo, hi):
-        for t in range(T):
-            xr = X[b, t]
-            p = ptr[t * B + b]
-            for i in range(xr.shape[0]):
-                v = xr[i]
-                if v != 0:
-                    col[p] = i
-                    val[p] = v
-                    p += 1
+            p0 = p
+            xp0[r] = p0
+            for i in range(N):                  # branch-free: see _spike_lists
+                xcol[p] = i
+                p += xr[i] != 0
+            xp1[r] = p
+            for q in range(p0, p):
+                xval[q] = xr[xcol[q]]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -268,7 +268,7 @@ class Network:
     def _forward(self, x, state) -> Trace:
         B, T, _ = x.shape
         trace = Trace()
-        lists, n_in = self._csr(x), x.shape[2]
+        lists, n_in = self._input_lists(x), x.shape[2]
         for li, layer in enumerate(self.config.layers):
             n, N = layer.name, layer.size
             WinT = np.ascontiguousarray(self.params[f"{n}.W_in"].T)
@@ -303,34 +303,27 @@ class Network:
                 lists, n_in = (s_lists[0][B:], s_lists[1][B:], s_lists[2], s_lists[3]), N
         return trace
 
-    def _csr(self, X):
+    def _input_lists(self, X):
         """The non-zeros of each row t*B + b of the input X (B,T,N) as lists (p0, p1, col,
         val). Raises ValueError on NaN or inf."""
-        B = X.shape[0]
-        R = X.shape[0] * X.shape[1]
-        cnt = np.empty(R, np.int64)
+        B, T, N = X.shape
         nch = n_chunks(B)
         bad = np.zeros(nch, np.int64)
-        run_chunks(cpu.csr_count, B, X, cnt, bad, nch=nch)
+        lists = (self._list_buf("x.p0", T * B, np.int64), self._list_buf("x.p1", T * B, np.int64),
+                 self._list_buf("x.col", T * B * N, np.int32), self._list_buf("x.val", T * B * N, self.dtype))
+        run_chunks(cpu.input_lists, B, X, *lists, bad, nch=nch)
         if bad.any():
             raise ValueError("input contains NaN or inf")
-        ptr = np.zeros(R + 1, np.int64)
-        np.cumsum(cnt, out=ptr[1:])
-        nnz = int(ptr[-1])
-        col = self._list_buf("x.col", max(nnz, 1), np.int32, headroom=1.25)
-        val = self._list_buf("x.val", max(nnz, 1), self.dtype, headroom=1.25)
-        run_chunks(cpu.csr_fill, B, X, ptr, col, val)
-        return ptr[:-1], ptr[1:], col, val
+        return lists
 
-    def _list_buf(self, key, n, dtype, headroom=1.0) -> np.ndarray:
-        """A 1D work array for lists: reused when ``reuse_buffers`` is on (the data's lists
-        change length from step to step: 25 % headroom). Spike lists are allocated at full
-        capacity; only the pages that spikes reach are ever touched."""
+    def _list_buf(self, key, n, dtype) -> np.ndarray:
+        """A 1D work array for lists, reused when ``reuse_buffers`` is on. Lists are allocated
+        at full capacity (every element non-zero); only the pages they reach are touched."""
         if not self.reuse_buffers:
             return np.empty(n, dtype)
         a = self._ws.get(key)
         if a is None or a.shape[0] < n or a.dtype != dtype:
-            a = self._ws[key] = np.empty(int(n * headroom) + 16, dtype)
+            a = self._ws[key] = np.empty(n, dtype)
         return a[:n]
 
     # -- backward ------------------------------------------------------------------------------
