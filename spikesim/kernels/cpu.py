@@ -38,6 +38,7 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
+BLOCK = 2048          # neurons per block of the backward's neuron loops (about 8 KB per array)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,37 +310,42 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, xp0, xp1, xcol, xval, lp
     nb = hi - lo
     n, off = nb * N, lo * N
     dtype = u.dtype
-    A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
-    IOA = np.ones(n, OA.dtype) / OA
+    rb = max(1, min(nb, BLOCK // N))   # rows per block: a block's temporaries stay in cache
+    m = rb * N
+    A, OA, R, OR = _tile(alpha, rb), _tile(oma, rb), _tile(rho, rb), _tile(omr, rb)
+    IOA = np.ones(m, OA.dtype) / OA
     gu_n = np.zeros(n, dtype)           # dL/du_{t+1}
     gb_n = np.zeros(n, dtype)           # dL/db_{t+1}
     gs_c = np.zeros(n, dtype)           # terms of dL/ds_t produced by step t+1
     gI = np.zeros(n, dtype)             # dL/dI_t of the chunk (after the step: dL/dI_{t+1})
     gI2 = gI.reshape(nb, N)
-    ga = np.zeros(n, dtype)
-    gr = np.zeros(n, dtype)
+    ga = np.zeros(m, dtype)             # dL/dalpha and dL/drho, per position in a block
+    gr = np.zeros(m, dtype)
     rbuf = np.zeros((nb, N), dtype)
     rflat = rbuf.reshape(-1)
-    x = np.empty(n, dtype)
-    sg = np.empty(n, dtype)
+    x = np.empty(m, dtype)
+    sg = np.empty(m, dtype)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
     for t in range(T - 1, -1, -1):
         if rec and t + 1 < T:
             np.dot(gI2, Wrec, rbuf)             # W_rec^T dL/dI_{t+1}, added in the rows below
-        e = off + n
-        ge = g_ext[t].reshape(-1)[off:e]
-        u0, s0, b0_ = u[t].reshape(-1)[off:e], s[t].reshape(-1)[off:e], bt[t].reshape(-1)[off:e]
-        u1, b1 = u[t + 1].reshape(-1)[off:e], bt[t + 1].reshape(-1)[off:e]
-        for q in range(n):
-            x[q] = u1[q] - (b0 + beta * b1[q])
-        _surrogates(x, sg, n, sp)
-        _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
-                            dt, gs_c, rflat, gu_n, gb_n, gI, ga, gr)
+        for k0 in range(0, nb, rb):
+            q0, q1 = k0 * N, min(nb, k0 + rb) * N
+            mq, e0, e1 = q1 - q0, off + q0, off + q1
+            ge = g_ext[t].reshape(-1)[e0:e1]
+            u0, s0, b0_ = u[t].reshape(-1)[e0:e1], s[t].reshape(-1)[e0:e1], bt[t].reshape(-1)[e0:e1]
+            u1, b1 = u[t + 1].reshape(-1)[e0:e1], bt[t + 1].reshape(-1)[e0:e1]
+            for q in range(mq):
+                x[q] = u1[q] - (b0 + beta * b1[q])
+            _surrogates(x, sg, mq, sp)
+            _alif_rows_backward(mq, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
+                                dt, gs_c[q0:q1], rflat[q0:q1], gu_n[q0:q1], gb_n[q0:q1], gI[q0:q1],
+                                ga, gr)
         _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, lp0, lp1, lcol,
                       lval, dWrecT)
         _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
-    for k in range(nb):
+    for k in range(rb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
             grho[c, j] += gr[k * N + j]
