@@ -165,23 +165,44 @@ def _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, 
 
 
 @njit(inline="always")
-def _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx):
-    """gx[t, lo:hi] = dL/dI_t W_in: the gradient sent to the layer below."""
-    if not has_gx:
+def _matmul_rows(A2, W, out2):
+    """out2 = A2 @ W for a chunk's rows: BLAS, or loops when the inner dimension is small."""
+    K = A2.shape[1]
+    if K > SMALL_K:
+        np.dot(A2, W, out2)
         return
-    Nin = Win.shape[1]
-    if N > SMALL_K:
-        np.dot(gI2, Win, gx[t, lo:hi])
-    else:
-        for k in range(hi - lo):
-            o = gx[t, lo + k]
-            for i in range(Nin):
-                o[i] = 0
-            for j in range(N):
-                a = gI2[k, j]
-                w = Win[j]
-                for i in range(Nin):
-                    o[i] += a * w[i]
+    M = W.shape[1]
+    for k in range(A2.shape[0]):
+        o = out2[k]
+        for i in range(M):
+            o[i] = 0
+        for j in range(K):
+            a = A2[k, j]
+            w = W[j]
+            for i in range(M):
+                o[i] += a * w[i]
+
+
+@njit(inline="always")
+def _input_grad(t, lo, hi, gI2, Win, gx, gx_mode):
+    """What the layer below needs of step t: with ``gx_mode`` 1, gx[t, lo:hi] = dL/dI_t W_in =
+    dL/dx_t; with 2, gx[t, lo:hi] = dL/dI_t itself, when the layer is narrower than its input
+    (the layer below forms the product per step: ``_ext_grad``), so the wide (T, B, N_in)
+    array is never written and read back; 0: nothing (the first layer)."""
+    if gx_mode == 1:
+        _matmul_rows(gI2, Win, gx[t, lo:hi])
+    elif gx_mode == 2:
+        gx[t, lo:hi] = gI2
+
+
+@njit(inline="always")
+def _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, buf):
+    """The gradient arriving from outside the layer for step t and the chunk's rows, flat:
+    g_ext[t, lo:hi], or g_ext[t, lo:hi] @ W_ext when the layer above sent dL/dI (gx_mode 2)."""
+    if ext_prod:
+        _matmul_rows(g_ext[t, lo:hi], W_ext, buf)
+        return buf.reshape(-1)
+    return g_ext[t, lo:hi].reshape(-1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,15 +315,16 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
 
 
 @njit(**_opts)
-def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, xp0, xp1, xcol, xval, lp0, lp1, lcol, lval,
-                  Win, gx, has_gx, Wrec, rec,
+def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, s, bt, xp0, xp1, xcol, xval, lp0,
+                  lp1, lcol, lval, Win, gx, gx_mode, Wrec, rec,
                   alpha, oma, rho, omr, beta, b0, dt, sp, dWinT, db, dWrecT, galpha, grho):
     """Backward through time of a spiking layer for batch rows [lo, hi).
 
     g_ext (T,B,N): the gradient arriving from outside the layer: dL/du_t of a membrane readout
     when ``ext_on_u`` is 1, else dL/ds_t (next layer, spike readout); a layer never has both.
+    With ``ext_prod`` it is (T,B,M) dL/dI of the layer above, times W_ext (M,N) per step.
     Adds the chunk's parameter gradients to dWinT[c] (N_in,N), db[c], dWrecT[c] (N,N),
-    galpha[c], grho[c]; writes gx[t, lo:hi] = dL/dx_t (the layer below) when ``has_gx``.
+    galpha[c], grho[c]; writes gx for the layer below as ``_input_grad`` says.
     The recurrent path W_rec^T dL/dI_{t+1} is one small dense product per step and chunk.
     """
     T = u.shape[0] - 1
@@ -325,15 +347,17 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, xp0, xp1, xcol, xval, lp
     rflat = rbuf.reshape(-1)
     x = np.empty(m, dtype)
     sg = np.empty(m, dtype)
+    ebuf = np.empty((nb, N), dtype)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
     for t in range(T - 1, -1, -1):
         if rec and t + 1 < T:
             np.dot(gI2, Wrec, rbuf)             # W_rec^T dL/dI_{t+1}, added in the rows below
+        gext = _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, ebuf)
         for k0 in range(0, nb, rb):
             q0, q1 = k0 * N, min(nb, k0 + rb) * N
             mq, e0, e1 = q1 - q0, off + q0, off + q1
-            ge = g_ext[t].reshape(-1)[e0:e1]
+            ge = gext[q0:q1]
             u0, s0, b0_ = u[t].reshape(-1)[e0:e1], s[t].reshape(-1)[e0:e1], bt[t].reshape(-1)[e0:e1]
             u1, b1 = u[t + 1].reshape(-1)[e0:e1], bt[t + 1].reshape(-1)[e0:e1]
             for q in range(mq):
@@ -344,7 +368,7 @@ def alif_backward(c, lo, hi, g_ext, ext_on_u, u, s, bt, xp0, xp1, xcol, xval, lp
                                 ga, gr)
         _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, lp0, lp1, lcol,
                       lval, dWrecT)
-        _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
+        _input_grad(t, lo, hi, gI2, Win, gx, gx_mode)
     for k in range(rb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
@@ -371,7 +395,7 @@ def integrator_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, alpha, oma, 
 
 
 @njit(**_opts)
-def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, has_gx, alpha, oma,
+def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_mode, alpha, oma,
                         dWinT, db, galpha):
     """Backward of the integrator, with its weight gradients and dL/dx fused in."""
     T = u.shape[0] - 1
@@ -390,7 +414,7 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, has
                                   u[t].reshape(-1)[off:e], A, OA, IOA, gu_n, gI, ga)
         _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, False, xp0, xp1, xcol,
                       xval, dWinT)
-        _input_grad(t, lo, hi, N, gI2, Win, gx, has_gx)
+        _input_grad(t, lo, hi, gI2, Win, gx, gx_mode)
     for k in range(nb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]

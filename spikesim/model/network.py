@@ -337,6 +337,7 @@ class Network:
         cfg, p, d = self.config, self.params, self.dtype
         grads = {}
         g_ext = np.ascontiguousarray(g_out, dtype=d)
+        W_ext, ext_prod = np.zeros((1, 1), d), False
         ext_on_u = int(cfg.loss.readout == "mem")
         for li in range(len(cfg.layers) - 1, -1, -1):
             layer, tr = cfg.layers[li], trace.layers[li]
@@ -346,8 +347,10 @@ class Network:
             nch = n_chunks(B)
             alpha, oma, rho, omr, dt = self._consts(layer)
             Win = p[f"{n}.W_in"]
-            has_gx = li > 0
-            gx = self._buf(f"{li}.gx", (T, B, Nin)) if has_gx else np.zeros((1, 1, 1), d)
+            # what the layer below gets: dL/dx (T,B,Nin), or dL/dI (T,B,N) when that is smaller
+            gx_mode = 0 if li == 0 else (2 if N < Nin else 1)
+            gx = (self._buf(f"{li}.gx", (T, B, N if gx_mode == 2 else Nin)) if gx_mode
+                  else np.zeros((1, 1, 1), d))
             dWinT = np.zeros((nch, Nin, N), d)
             db = np.zeros((nch, N), d)
             galpha = np.zeros((nch, N), d)
@@ -356,8 +359,8 @@ class Network:
                 grho = np.zeros((nch, N), d)
                 Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), d)
                 sp = surrogate_tuple(layer.surrogate, d)
-                run_chunks(cpu.alif_backward, B, g_ext, ext_on_u, tr.u_full, tr.s_full, tr.bt_full,
-                           *tr.x_lists, *tr.s_lists, Win, gx, has_gx, Wrec, layer.recurrent, alpha, oma,
+                run_chunks(cpu.alif_backward, B, g_ext, W_ext, ext_prod, ext_on_u, tr.u_full, tr.s_full, tr.bt_full,
+                           *tr.x_lists, *tr.s_lists, Win, gx, gx_mode, Wrec, layer.recurrent, alpha, oma,
                            rho, omr,
                            d.type(layer.beta), d.type(layer.b_j0), dt, sp, dWinT, db, dWrecT,
                            galpha, grho, nch=nch)
@@ -367,7 +370,7 @@ class Network:
                 if layer.recurrent:
                     grads[f"{n}.W_rec"] = np.ascontiguousarray(dWrecT.sum(0).T)
             else:
-                run_chunks(cpu.integrator_backward, B, g_ext, tr.u_full, *tr.x_lists, Win, gx, has_gx,
+                run_chunks(cpu.integrator_backward, B, g_ext, tr.u_full, *tr.x_lists, Win, gx, gx_mode,
                            alpha, oma, dWinT, db, galpha, nch=nch)
             tau = p[f"{n}.tau_m"]
             g = galpha.sum(0) * alpha * dt / (tau * tau)
@@ -376,7 +379,7 @@ class Network:
             grads[f"{n}.b_in"] = db.sum(0)
             if layer.recurrent:
                 grads[f"{n}.b_rec"] = grads[f"{n}.b_in"].copy()
-            g_ext, ext_on_u = gx, 0
+            g_ext, ext_on_u, W_ext, ext_prod = gx, 0, Win, gx_mode == 2
         return {k: grads[k] for k in p}
 
     # -- loss ------------------------------------------------------------------------------------
