@@ -137,19 +137,54 @@ def _ce_logits(z, labels):
     return float(loss), dz / B
 
 
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _softmax_sum(c, lo, hi, u, start, q, z):
+    """For batch rows [lo, hi): q[t, b] = softmax(u[t, b]) for t >= start (in u's dtype, with
+    ``fexp``), and z[b] = sum over those t of q[t, b], accumulated in float64."""
+    T, B, C = u.shape
+    for t in range(start, T):
+        for b in range(lo, hi):
+            ur, qr, zr = u[t, b], q[t, b], z[b]
+            m = ur[0]
+            for k in range(1, C):
+                m = max(m, ur[k])
+            tot = u.dtype.type(0)
+            for k in range(C):
+                qr[k] = fexp(ur[k] - m)
+                tot += qr[k]
+            inv = u.dtype.type(1) / tot
+            for k in range(C):
+                qr[k] *= inv
+                zr[k] += qr[k]
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _softmax_sum_grad(c, lo, hi, q, dz, start, g):
+    """g[t, b] = J_softmax^T dz[b] = q (dz - <dz, q>) for t >= start (softmax's Jacobian)."""
+    T, B, C = q.shape
+    for t in range(start, T):
+        for b in range(lo, hi):
+            qr, dr, gr = q[t, b], dz[b], g[t, b]
+            dot = 0.0
+            for k in range(C):
+                dot += dr[k] * qr[k]
+            for k in range(C):
+                gr[k] = qr[k] * (dr[k] - dot)
+
+
 def ce_sum_softmax(out, labels, start=0, grad=True, carry=None):
     labels = _check(out, labels, start, False)
     T, B, C = out.shape
-    q = np.empty((T - start, B, C))
-    _softmax_rows(np.ascontiguousarray(out[start:]).reshape(-1, C), q.reshape(-1, C))
-    z = q.sum(0) + (0 if carry is None else carry)
+    out = np.ascontiguousarray(out)
+    q = np.empty(out.shape, out.dtype)
+    z = np.zeros((B, C)) if carry is None else np.array(carry, dtype=np.float64)
+    run_chunks(_softmax_sum, B, out, start, q, z)
     loss, dz = _ce_logits(z, labels)
     pred = z.argmax(1)
     g = None
     if grad:
         g = np.zeros(out.shape, out.dtype)
-        # softmax Jacobian: du = q * (dz - <dz, q>)
-        g[start:] = (q * (dz[None] - (dz[None] * q).sum(-1, keepdims=True))).astype(out.dtype)
+        run_chunks(_softmax_sum_grad, B, q, dz, start, g)
     return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
 
 
