@@ -149,14 +149,33 @@ def _nonzeros(v, N, col, val, p):
 
 
 @njit(inline="always")
-def _spike_lists(slot, lo, hi, B, N, s, p, lp0, lp1, lcol, lval):
-    """Append the non-zeros of s[slot, b] (b in [lo, hi)) to the lists, from offset p, and set
-    their rows' bounds; returns the next offset."""
-    for b in range(lo, hi):
-        r = slot * B + b
-        lp0[r] = p
-        p = _nonzeros(s[slot, b], N, lcol, lval, p)
+def _spike_lists(slot, lo, hi, B, N, sflat, p, lp0, lp1, lcol, lval):
+    """Append the non-zeros of the chunk's spikes of one slot (``sflat``: rows b in [lo, hi),
+    flat) to the lists from offset p, and set each row's bounds; returns the next offset.
+    The bit masks run over the flat chunk, so narrow layers get full 64-wide masks too."""
+    n = (hi - lo) * N
+    r = slot * B + lo               # the row being filled, and where it ends in sflat
+    end = N
+    lp0[r] = p
+    for g in range(0, n, 64):
+        m = _mask64(sflat, g, 64) if g + 64 <= n else _mask64(sflat, g, n - g)
+        while m:
+            q = g + trailing_zeros(m)
+            while q >= end:
+                lp1[r] = p
+                r += 1
+                lp0[r] = p
+                end += N
+            lcol[p] = q - (end - N)
+            lval[p] = sflat[q]
+            p += 1
+            m &= m - np.uint64(1)
+    while True:                     # close the last row with a spike and any empty rows after it
         lp1[r] = p
+        if r == slot * B + hi - 1:
+            break
+        r += 1
+        lp0[r] = p
     return p
 
 
@@ -372,7 +391,8 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
     A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
     x = np.empty(n, u.dtype)
     Ib = np.empty(n, u.dtype)
-    p = _spike_lists(0, lo, hi, B, N, s, lo * (T + 1) * N, lp0, lp1, lcol, lval)
+    p = _spike_lists(0, lo, hi, B, N, s[0].reshape(-1)[off:off + n], lo * (T + 1) * N, lp0, lp1,
+                     lcol, lval)
     for t in range(T):
         _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
                        lcol, lval, Ib)
@@ -380,7 +400,7 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
         _alif_rows(n, u[t].reshape(-1)[off:e], s[t].reshape(-1)[off:e], bt[t].reshape(-1)[off:e], Ib,
                    A, OA, R, OR, beta, b0, dt, u[t + 1].reshape(-1)[off:e], bt[t + 1].reshape(-1)[off:e], x)
         _spikes(x, s[t + 1].reshape(-1)[off:e], n, sp)
-        p = _spike_lists(t + 1, lo, hi, B, N, s, p, lp0, lp1, lcol, lval)
+        p = _spike_lists(t + 1, lo, hi, B, N, s[t + 1].reshape(-1)[off:e], p, lp0, lp1, lcol, lval)
 
 
 @njit(**_opts)
