@@ -32,7 +32,8 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from ..model.neurons import alif_step, alif_step_backward, integrator_step, integrator_step_backward
+from ..model.neurons import (adapt_step, alif_step, alif_step_backward, integrator_step,
+                             integrator_step_backward)
 from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH, heaviside,
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
@@ -41,6 +42,7 @@ _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
 BLOCK = 2048          # neurons per block of the backward's neuron loops (about 8 KB per array)
+CHECK = 8             # the adaptation trace b is kept every CHECK steps and recomputed in between
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,9 +188,15 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
 
     The entries are first regrouped by column i (a counting sort of the step's entries into
     ``work``), so that each row of dWT is loaded and stored once per four contributions
-    (``_gather_add``) instead of once per contribution; for narrow layers (N < GROUP_N) that
-    regrouping costs more than it saves, and each entry is added where it is."""
-    if N < GROUP_N:
+    (``_gather_add``) instead of once per contribution. For narrow layers (N < GROUP_N), or
+    when the step has fewer than four entries per column, regrouping costs more than it saves,
+    and each entry is added where it is."""
+    cnt, start, rows, vals = work
+    ncol = cnt.shape[0]
+    total = 0
+    for b in range(lo, hi):
+        total += p1[t * B + b] - p0[t * B + b]
+    if N < GROUP_N or total < 4 * ncol:
         for b in range(lo, hi):
             g = gI2[b - lo]
             r = t * B + b
@@ -198,8 +206,6 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
                 for j in range(N):
                     d[j] += v * g[j]
         return
-    cnt, start, rows, vals = work
-    ncol = cnt.shape[0]
     for i in range(ncol):
         cnt[i] = 0
     for b in range(lo, hi):
@@ -315,6 +321,42 @@ def _alif_rows(n, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):
 
 
 @njit(**_opts)
+def _adapt_rows(n, b0_, s0, R, OR, b1):
+    for q in range(n):
+        b1[q] = adapt_step(b0_[q], s0[q], R[q], OR[q])
+
+
+@njit(inline="always")
+def _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out):
+    """out (flat, rows b in [lo, hi)) = the spikes of one slot, from the lists."""
+    for q in range(out.shape[0]):
+        out[q] = 0
+    for b in range(lo, hi):
+        r = slot * B + b
+        o = out[(b - lo) * N:(b - lo + 1) * N]
+        for p in range(lp0[r], lp1[r]):
+            o[lcol[p]] = lval[p]
+
+
+@njit(**_opts)
+def lists_to_dense(lo, hi, B, lp0, lp1, lcol, lval, out):
+    """out (S, B, N) = the dense array of the lists' rows slot * B + b (b in [lo, hi))."""
+    N = out.shape[2]
+    for slot in range(out.shape[0]):
+        _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out[slot, lo:hi].reshape(-1))
+
+
+@njit(cache=True, nogil=True)
+def lists_sum(p0, p1, val):
+    """Sum of the values of all the lists' rows, in float64."""
+    tot = 0.0
+    for r in range(p0.shape[0]):
+        for p in range(p0[r], p1[r]):
+            tot += val[p]
+    return tot
+
+
+@njit(**_opts)
 def _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0, dt,
                         gs_c, grec, gu_n, gb_n, gI, ga, gr):
     for q in range(n):
@@ -356,18 +398,37 @@ def input_lists(c, lo, hi, X, xp0, xp1, xcol, xval, bad):
     NaN/inf."""
     B, T, N = X.shape
     p = lo * T * N
+    nf = 0
     for t in range(T):                          # in the order the layer reads them
         for b in range(lo, hi):
             xr = X[b, t]
-            r = t * B + b
-            nf = 0
-            for i in range(N):
-                v = xr[i]
-                nf += not (v - v == 0)          # NaN and inf give NaN here
-            bad[c] += nf
-            xp0[r] = p
-            p = _nonzeros(xr, N, xcol, xval, p)
-            xp1[r] = p
+            xp0[t * B + b] = p
+            for g in range(0, N, 64):
+                if g + 64 <= N:
+                    m, f = _mask64_finite(xr, g, 64)
+                else:
+                    m, f = _mask64_finite(xr, g, N - g)
+                nf += f
+                while m:
+                    i = g + trailing_zeros(m)
+                    xcol[p] = i
+                    xval[p] = xr[i]
+                    p += 1
+                    m &= m - np.uint64(1)
+            xp1[t * B + b] = p
+    bad[c] += nf
+
+
+@njit(inline="always")
+def _mask64_finite(v, g, w):
+    """``_mask64`` and, in the same pass, the number of NaN/inf among v[g:g + w]."""
+    m = np.uint64(0)
+    nf = 0
+    for i in range(w):
+        x = v[g + i]
+        m |= np.uint64(x != 0) << np.uint64(i)
+        nf += not (x - x == 0)                  # NaN and inf give NaN here
+    return m, nf
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,14 +436,17 @@ def input_lists(c, lo, hi, X, xp0, xp1, xcol, xval, bad):
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
 def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha, oma, rho, omr,
-                 beta, b0, dt, sp, u, s, bt, lp0, lp1, lcol, lval):
+                 beta, b0, dt, sp, u, s_init, b_init, bchk, s_last, b_last, lp0, lp1, lcol, lval):
     """Run a spiking layer over T steps for batch rows [lo, hi).
 
     The input current I_t = W_in x_t + bias + W_rec s_{t-1} is formed per row from the input's
     lists (xp0, xp1, xcol, xval) and the layer's own spike lists; WinT, WrecT are the
-    transposed weights. u, s, bt (T+1,B,N): slot 0 holds the initial state; slots 1..T are
-    written. The lists of s (rows slot * B + b, all T + 1 slots) are written to (lp0, lp1,
-    lcol, lval); the chunk owns the capacity [lo * (T+1) * N, hi * (T+1) * N) of lcol, lval.
+    transposed weights. What is kept for the backward pass, and why so little: these loops are
+    bound by memory traffic, so of the state only u (T+1,B,N) is stored in full (slot 0 = the
+    initial state). The spikes are kept as their lists (rows slot * B + b, all T + 1 slots; the
+    chunk owns the capacity [lo * (T+1) * N, hi * (T+1) * N) of lcol, lval), and the
+    adaptation trace b every CHECK slots in bchk (T // CHECK + 1, B, N). The state after the
+    last step goes to s_last, b_last (B, N).
     """
     T = u.shape[0] - 1
     B, N = u.shape[1], u.shape[2]
@@ -391,20 +455,28 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
     A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
     x = np.empty(n, u.dtype)
     Ib = np.empty(n, u.dtype)
-    p = _spike_lists(0, lo, hi, B, N, s[0].reshape(-1)[off:off + n], lo * (T + 1) * N, lp0, lp1,
-                     lcol, lval)
+    sr = np.empty((2, n), u.dtype)          # s and b of the previous and the current step
+    br = np.empty((2, n), u.dtype)
+    sr[0] = s_init[lo:hi].reshape(-1)
+    br[0] = b_init[lo:hi].reshape(-1)
+    bchk[0, lo:hi] = b_init[lo:hi]
+    p = _spike_lists(0, lo, hi, B, N, sr[0], lo * (T + 1) * N, lp0, lp1, lcol, lval)
     for t in range(T):
+        cur, nxt = t % 2, (t + 1) % 2
         _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
                        lcol, lval, Ib)
-        e = off + n
-        _alif_rows(n, u[t].reshape(-1)[off:e], s[t].reshape(-1)[off:e], bt[t].reshape(-1)[off:e], Ib,
-                   A, OA, R, OR, beta, b0, dt, u[t + 1].reshape(-1)[off:e], bt[t + 1].reshape(-1)[off:e], x)
-        _spikes(x, s[t + 1].reshape(-1)[off:e], n, sp)
-        p = _spike_lists(t + 1, lo, hi, B, N, s[t + 1].reshape(-1)[off:e], p, lp0, lp1, lcol, lval)
+        _alif_rows(n, u[t].reshape(-1)[off:off + n], sr[cur], br[cur], Ib, A, OA, R, OR, beta, b0,
+                   dt, u[t + 1].reshape(-1)[off:off + n], br[nxt], x)
+        _spikes(x, sr[nxt], n, sp)
+        p = _spike_lists(t + 1, lo, hi, B, N, sr[nxt], p, lp0, lp1, lcol, lval)
+        if (t + 1) % CHECK == 0:
+            bchk[(t + 1) // CHECK, lo:hi] = br[nxt].reshape(nb, N)
+    s_last[lo:hi] = sr[T % 2].reshape(nb, N)
+    b_last[lo:hi] = br[T % 2].reshape(nb, N)
 
 
 @njit(**_opts)
-def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, s, bt, xp0, xp1, xcol, xval, lp0,
+def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1, xcol, xval, lp0,
                   lp1, lcol, lval, Win, gx, gx_mode, Wrec, rec,
                   alpha, oma, rho, omr, beta, b0, dt, sp, dWinT, db, dWrecT, galpha, grho):
     """Backward through time of a spiking layer for batch rows [lo, hi).
@@ -414,6 +486,8 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, s, bt, xp0, xp
     With ``ext_prod`` it is (T,B,M) dL/dI of the layer above, times W_ext (M,N) per step.
     Adds the chunk's parameter gradients to dWinT[c] (N_in,N), db[c], dWrecT[c] (N,N),
     galpha[c], grho[c]; writes gx for the layer below as ``_input_grad`` says.
+    The spikes come from the lists and b from its checkpoints: going down through each span of
+    CHECK steps, b and s of the span are first rebuilt (``adapt_step``, as in the forward).
     The recurrent path W_rec^T dL/dI_{t+1} is one small dense product per step and chunk.
     """
     T = u.shape[0] - 1
@@ -441,16 +515,27 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, s, bt, xp0, xp
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
+    segb = np.empty((CHECK + 1, n), dtype)  # b of slots k*CHECK .. k*CHECK + CHECK
+    segs = np.empty((CHECK, n), dtype)      # s of slots k*CHECK .. k*CHECK + CHECK - 1
     for t in range(T - 1, -1, -1):
+        k0s = (t // CHECK) * CHECK
+        if t == T - 1 or t % CHECK == CHECK - 1:       # rebuild the span [k0s, t + 1]
+            segb[0] = bchk[t // CHECK, lo:hi].reshape(-1)
+            for j in range(t + 1 - k0s):
+                _dense_slot(k0s + j, lo, hi, B, N, lp0, lp1, lcol, lval, segs[j])
+                for k0 in range(0, nb, rb):
+                    q0, q1 = k0 * N, min(nb, k0 + rb) * N
+                    _adapt_rows(q1 - q0, segb[j, q0:q1], segs[j, q0:q1], R, OR, segb[j + 1, q0:q1])
         if rec and t + 1 < T:
             np.dot(gI2, Wrec, rbuf)             # W_rec^T dL/dI_{t+1}, added in the rows below
         gext = _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, ebuf)
+        j = t - k0s
         for k0 in range(0, nb, rb):
             q0, q1 = k0 * N, min(nb, k0 + rb) * N
             mq, e0, e1 = q1 - q0, off + q0, off + q1
             ge = gext[q0:q1]
-            u0, s0, b0_ = u[t].reshape(-1)[e0:e1], s[t].reshape(-1)[e0:e1], bt[t].reshape(-1)[e0:e1]
-            u1, b1 = u[t + 1].reshape(-1)[e0:e1], bt[t + 1].reshape(-1)[e0:e1]
+            u0, u1 = u[t].reshape(-1)[e0:e1], u[t + 1].reshape(-1)[e0:e1]
+            s0, b0_, b1 = segs[j, q0:q1], segb[j, q0:q1], segb[j + 1, q0:q1]
             for q in range(mq):
                 x[q] = u1[q] - (b0 + beta * b1[q])
             _surrogates(x, sg, mq, sp)

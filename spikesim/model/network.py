@@ -122,16 +122,47 @@ class LayerTrace:
     ``x_lists`` = (p0, p1, col, val): the non-zeros of each input row r = t*B + b of the
     layer's input (data or the previous layer's spikes) are entries p0[r] <= p < p1[r] of
     (col, val); ``s_lists`` the same for the layer's own spikes over all T + 1 slots (row
-    t*B + b is slot t), read by the recurrent input and weight gradient. ``u_full``, ``s_full``, ``bt_full`` (T+1,B,N)
-    hold the initial state in slot 0 and the state after step t in slot t+1 (s, bt are None
-    for the integrator).
+    t*B + b is slot t). ``u_full`` (T+1,B,N) holds the initial membrane in slot 0 and the one
+    after step t in slot t+1; of the adaptation trace only every ``cpu.CHECK``-th slot is kept
+    (``b_check``), and the state after the last step (``s_last``, ``b_last``). The dense
+    ``s_full`` and ``bt_full`` are built from these on first use (None for the integrator).
     """
     x_lists: tuple
     s_lists: tuple | None
     n_in: int
     u_full: np.ndarray
-    s_full: np.ndarray | None
-    bt_full: np.ndarray | None
+    b_check: np.ndarray | None = None
+    s_last: np.ndarray | None = None
+    b_last: np.ndarray | None = None
+    rho: np.ndarray | None = None       # per-neuron rho, 1 - rho, to rebuild bt_full
+    omr: np.ndarray | None = None
+    _s: np.ndarray | None = field(default=None, repr=False)
+    _bt: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def spiking(self) -> bool:
+        return self.s_lists is not None
+
+    @property
+    def s_full(self) -> np.ndarray | None:
+        """Spikes (T+1,B,N), slot 0 the initial ones; built from the lists on first use."""
+        if self.spiking and self._s is None:
+            S, B, N = self.u_full.shape
+            self._s = np.empty((S, B, N), self.u_full.dtype)
+            cpu.lists_to_dense(0, B, B, *self.s_lists, self._s)
+        return self._s
+
+    @property
+    def bt_full(self) -> np.ndarray | None:
+        """Adaptation trace (T+1,B,N), rebuilt from its checkpoints and the spikes on first use."""
+        if self.spiking and self._bt is None:
+            s = self.s_full
+            bt = np.empty_like(s)
+            bt[0] = self.b_check[0]
+            for t in range(1, len(bt)):
+                bt[t] = self.rho * bt[t - 1] + self.omr * s[t - 1]
+            self._bt = bt
+        return self._bt
 
     @property
     def u(self) -> np.ndarray:
@@ -139,11 +170,17 @@ class LayerTrace:
 
     @property
     def s(self) -> np.ndarray | None:
-        return None if self.s_full is None else self.s_full[1:]
+        return None if not self.spiking else self.s_full[1:]
 
     @property
     def bt(self) -> np.ndarray | None:
-        return None if self.bt_full is None else self.bt_full[1:]
+        return None if not self.spiking else self.bt_full[1:]
+
+    def spike_sums(self) -> float:
+        """Sum of all spikes of slots 1..T (from the lists, without building s_full)."""
+        p0, p1, col, val = self.s_lists
+        B = self.u_full.shape[1]
+        return cpu.lists_sum(p0[B:], p1[B:], val)
 
 
 @dataclass
@@ -164,15 +201,14 @@ class Trace:
         out = {}
         for layer, tr in zip(cfg.layers, self.layers):
             u = tr.u_full[-1].copy()
-            s = tr.s_full[-1].copy() if tr.s_full is not None else np.zeros_like(u)
-            b = tr.bt_full[-1].copy() if tr.bt_full is not None else np.full_like(u, layer.b_j0)
+            s = tr.s_last.copy() if tr.spiking else np.zeros_like(u)
+            b = tr.b_last.copy() if tr.spiking else np.full_like(u, layer.b_j0)
             out[layer.name] = (u, s, b)
         return out
 
     def firing_rates(self) -> list:
         """Mean spikes per neuron per step of each spiking layer (None for the integrator)."""
-        return [float(tr.s.mean(dtype=np.float64)) if tr.s_full is not None else None
-                for tr in self.layers]
+        return [tr.spike_sums() / tr.u.size if tr.spiking else None for tr in self.layers]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,9 +316,8 @@ class Network:
             u = self._buf(f"{li}.u", (T + 1, B, N))
             u[0] = u0
             if layer.spiking:
-                s = self._buf(f"{li}.s", (T + 1, B, N))
-                bt = self._buf(f"{li}.bt", (T + 1, B, N))
-                s[0], bt[0] = s0, b0
+                bchk = self._buf(f"{li}.bchk", (T // cpu.CHECK + 1, B, N))
+                s_last, b_last = np.empty((B, N), self.dtype), np.empty((B, N), self.dtype)
                 WrecT = (np.ascontiguousarray(self.params[f"{n}.W_rec"].T) if layer.recurrent
                          else np.zeros((1, 1), self.dtype))
                 sp = surrogate_tuple(layer.surrogate, self.dtype)
@@ -292,13 +327,15 @@ class Network:
                            self._list_buf(f"{li}.val", R * N, self.dtype))
                 run_chunks(cpu.alif_forward, B, *lists, WinT, bias, WrecT, layer.recurrent, alpha,
                            oma, rho, omr, self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt,
-                           sp, u, s, bt, *s_lists)
+                           sp, u, s0, b0, bchk, s_last, b_last, *s_lists)
+                ltr = LayerTrace(lists, s_lists, n_in, u, bchk, s_last, b_last, rho, omr)
             else:
-                s = bt = s_lists = None
+                s_lists = None
                 run_chunks(cpu.integrator_forward, B, *lists, WinT, bias, alpha, oma, u)
+                ltr = LayerTrace(lists, None, n_in, u)
             if not np.isfinite(u[-1]).all():        # NaN/inf persist in the membrane once in it
                 raise ValueError(f"layer {layer.name!r} produced NaN or inf")
-            trace.layers.append(LayerTrace(lists, s_lists, n_in, u, s, bt))
+            trace.layers.append(ltr)
             if s_lists is not None:     # the next layer reads s_0..s_{T-1}: slots 1..T, rows B..
                 lists, n_in = (s_lists[0][B:], s_lists[1][B:], s_lists[2], s_lists[3]), N
         return trace
@@ -359,7 +396,7 @@ class Network:
                 grho = np.zeros((nch, N), d)
                 Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), d)
                 sp = surrogate_tuple(layer.surrogate, d)
-                run_chunks(cpu.alif_backward, B, g_ext, W_ext, ext_prod, ext_on_u, tr.u_full, tr.s_full, tr.bt_full,
+                run_chunks(cpu.alif_backward, B, g_ext, W_ext, ext_prod, ext_on_u, tr.u_full, tr.b_check,
                            *tr.x_lists, *tr.s_lists, Win, gx, gx_mode, Wrec, layer.recurrent, alpha, oma,
                            rho, omr,
                            d.type(layer.beta), d.type(layer.b_j0), dt, sp, dWinT, db, dWrecT,

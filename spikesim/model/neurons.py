@@ -30,10 +30,17 @@ from numba import njit
 
 
 @njit(inline="always")
+def adapt_step(b_prev, s_prev, rho, omr):
+    """The adaptation trace: b_t = rho b_{t-1} + (1 - rho) s_{t-1}. Also used on its own by the
+    backward pass, which recomputes b from checkpoints instead of storing it every step."""
+    return rho * b_prev + omr * s_prev
+
+
+@njit(inline="always")
 def alif_step(u_prev, s_prev, b_prev, I, alpha, oma, rho, omr, beta, b0, dt):
     """One forward step of an ALIF neuron: returns (u_t, b_t, x_t = u_t - B_t); the spike is
     s_t = H(x_t) (``spikesim.model.surrogates``)."""
-    b = rho * b_prev + omr * s_prev
+    b = adapt_step(b_prev, s_prev, rho, omr)
     B = b0 + beta * b
     u = alpha * u_prev + oma * I - B * s_prev * dt
     return u, b, u - B
