@@ -39,6 +39,22 @@ def test_nan_input(net):
         net.forward(x)
 
 
+def test_inf_input(net):
+    x = np.zeros((2, 5, 3), np.float32)
+    x[0, 4, 2] = -np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        net.forward(x)
+
+
+def test_layer_that_produces_nan_is_named(net):
+    """Parameters changed in place after construction (say by a diverged update) make the
+    membrane NaN; the forward pass names the layer rather than returning NaN quietly."""
+    net.params["layer0.W_in"][0, 0] = np.nan
+    x = np.ones((2, 5, 3), np.float32)
+    with pytest.raises(ValueError, match="layer 'layer0' produced NaN or inf"):
+        net.forward(x)
+
+
 def test_wrong_dtype(net):
     with pytest.raises(TypeError, match="dtype"):
         net.forward(np.zeros((2, 5, 3), dtype=np.complex64))

@@ -26,9 +26,28 @@ def test_finite_differences(name):
 
 @pytest.mark.parametrize("name", list(gradcheck.task_topologies()))
 def test_against_numpy_reference(name):
-    rows = gradcheck.check_reference(quick=True, out=lambda *a: None)
+    rows = gradcheck.check_reference(quick=True, out=lambda *a: None, only=[name])
     mine = [r for r in rows if r[1] == name]
     assert mine and all(r[4] for r in mine), [r for r in mine if not r[4]]
+
+
+def test_wide_reference_case_reaches_the_wide_layer_paths():
+    """The "wide" reference case exists to check the kernels' paths for wide layers; make sure
+    it still reaches them: scatters grouped by column (at least GROUP_N neurons and four
+    entries per column and step in each batch chunk, input and recurrent), and a top layer
+    that sends dL/dI down (eight times narrower than its input)."""
+    from spikesim.kernels import cpu
+    from spikesim.kernels.threads import n_chunks
+    cfg = gradcheck.task_topologies(quick=True)["wide"]
+    net, x, labels, state = gradcheck.reference_problem("wide", cfg, quick=True)
+    trace = net.forward(x, state)
+    hidden, top = cfg.layers
+    assert hidden.size >= cpu.GROUP_N and 8 * top.size <= hidden.size
+    rows = x.shape[0] // n_chunks(x.shape[0])
+    s = trace.layers[0].s_full[:-1]                 # s_{t-1}, read by step t's W_rec gradient
+    assert (s != 0).sum(axis=(1, 2)).min() / n_chunks(x.shape[0]) >= 4 * hidden.size
+    assert (x != 0).sum(axis=(0, 2)).min() / n_chunks(x.shape[0]) >= 4 * cfg.n_in
+    assert rows >= 4
 
 
 def test_fd_detects_a_wrong_gradient():

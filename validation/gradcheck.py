@@ -130,28 +130,40 @@ def task_topologies(quick=False) -> dict:
                                     LossConfig("ce_sum_spike", 0)),
         "smnist-icons": NetworkConfig(20, [L(16, "rec", b_j0=0.1), L(8, "rec", b_j0=0.1),
                                            L(10, "integrator")], LossConfig("ce_sum_softmax", 0)),
-        # wider than cpu.SMALL_REC, so that the sparse (gathered) recurrent input is checked too
-        "wide-rec": NetworkConfig(12, [L(136, "rec", tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
-                                       L(5, "integrator", tau_m=(20, 5))], LossConfig("ce_sum_softmax", 5)),
+        # wide layers: gathered recurrent input, weight-gradient scatters grouped by column
+        # (cpu.GROUP_N and up, four or more entries per column and step), and a layer at least
+        # eight times narrower than its input (it sends dL/dI down: gx_mode 2)
+        "wide": NetworkConfig(8, [L(72, "rec", b_j0=0.01, beta=0.1, tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
+                                  L(8, "dense", b_j0=0.02, tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg)],
+                              LossConfig("ce_sum_spike", 5)),
     }
 
 
-def check_reference(quick=False, tol=REF_TOL, out=print) -> list:
+def reference_problem(name: str, cfg: NetworkConfig, quick=False):
+    """The float64 network, input, labels and random initial state of one reference check."""
+    rng = np.random.default_rng(7)
+    net = Network(cfg, seed=3, dtype=np.float64)
+    for k, v in net.params.items():
+        if k.endswith("W_in"):
+            v *= 3.0
+        elif k.endswith("W_rec") and not np.any(v):
+            v += rng.normal(0, 0.3, v.shape)
+    B, T = (32 if name == "wide" else 4), 30 if quick else 60
+    density = 1.0 if name == "wide" else 0.3
+    x = (rng.random((B, T, cfg.n_in)) < density) * (1.0 if name.startswith(("ecg", "shd")) else rng.random((B, T, cfg.n_in)))
+    labels = (rng.integers(0, cfg.n_out, (B, T)) if cfg.loss.kind == "nll_per_step"
+              else rng.integers(0, cfg.n_out, B))
+    state = initial_state(cfg, B, np.float64, "random", rng=rng, spikes=True)
+    return net, x, labels, state
+
+
+def check_reference(quick=False, tol=REF_TOL, out=print, only=None) -> list:
     from validation.reference_numpy import reference_loss_and_grads
     rows = []
     for name, cfg in task_topologies(quick).items():
-        rng = np.random.default_rng(7)
-        net = Network(cfg, seed=3, dtype=np.float64)
-        for k, v in net.params.items():
-            if k.endswith("W_in"):
-                v *= 3.0
-            elif k.endswith("W_rec") and not np.any(v):
-                v += rng.normal(0, 0.3, v.shape)
-        B, T = 4, 30 if quick else 60
-        x = (rng.random((B, T, cfg.n_in)) < 0.3) * (1.0 if name.startswith(("ecg", "shd")) else rng.random((B, T, cfg.n_in)))
-        labels = (rng.integers(0, cfg.n_out, (B, T)) if cfg.loss.kind == "nll_per_step"
-                  else rng.integers(0, cfg.n_out, B))
-        state = initial_state(cfg, B, np.float64, "random", rng=rng, spikes=True)
+        if only is not None and name not in only:
+            continue
+        net, x, labels, state = reference_problem(name, cfg, quick)
         loss, grads, _, trace = net.loss_and_grad(x, labels, state)
         ref_state = {k: v for k, v in state.items()}
         rloss, rgrads = reference_loss_and_grads(cfg, net.params, x, labels, ref_state)
