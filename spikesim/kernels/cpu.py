@@ -2,29 +2,32 @@
 sequence, with the input projection fused into the forward and the weight gradients and the
 gradient to the layer below fused into the backward.
 
-Why fused: these loops are bound by memory traffic, not arithmetic (one core streams about
-11 GB/s here, and a neuron-step does ~10 flops per 4-byte value it touches). Fusing removes
-the input-current and current-gradient arrays (T, B, N) altogether: the current is formed row
-by row from the input's non-zeros, and each row of dL/dI is used for the weight gradients while
-it is still in cache.
+Why fused: these loops are bound by memory traffic, not arithmetic (one core reads about
+18 GB/s and writes about 9 GB/s here, the two cores share about 20 GB/s, and a neuron step
+does ~10 flops per 4-byte value it touches). Fusing removes the input-current and
+current-gradient arrays (T, B, N) altogether: the current is formed row by row from the
+input's non-zeros, and each row of dL/dI is used for the weight gradients while it is still in
+cache.
 
-Layout: time-major, C-contiguous. State arrays u, s, bt have T + 1 time slots: slot 0 holds
-the initial state and slot t + 1 the state after step t, so step t reads slot t and writes slot
-t + 1 with no special case. A layer's input arrives as a CSR list of its non-zeros per row
-(row r = t * B + b; ``csr_count`` / ``csr_fill``), so input projections and input-weight
-gradients are gathers and scatter-adds over what fired, exact for any values (smooth spikes,
-analog data) and cheap for sparse ones.
+Layout: time-major, C-contiguous. The membrane u has T + 1 time slots: slot 0 holds the
+initial state and slot t + 1 the state after step t, so step t reads slot t and writes slot
+t + 1 with no special case. The spikes are kept only as lists of the non-zeros of each row
+r = slot * B + b (entries p0[r] <= p < p1[r] of (col, val)), written by the forward kernel as
+it produces them; the adaptation trace b only every CHECK slots, rebuilt by the backward. The
+data arrive as the same kind of lists (``input_lists``). So input projections, recurrent
+inputs and the weight gradients are gathers and scatter-adds over what fired, exact for any
+values (smooth spikes, analog data, a random initial state) and cheap for sparse ones.
 
-Parallelism: every kernel is serial and releases the GIL; it works on chunk ``c`` of the batch
-(or of the rows), [lo, hi), and ``spikesim.kernels.threads.run_chunks`` runs the chunks on a
-thread pool. (Numba's ``prange`` compiled these loops several times slower.) Chunks keep
-private partial sums (a leading chunk axis, reduced by the caller in a fixed order), so results
-are deterministic for a given thread count. BLAS runs single-threaded (``compute_threads``).
+Parallelism: every kernel is serial and releases the GIL; it works on chunk ``c`` of the batch,
+rows [lo, hi), and ``spikesim.kernels.threads.run_chunks`` runs the chunks on a thread pool.
+(Numba's ``prange`` compiled these loops several times slower.) Chunks keep private partial
+sums (a leading chunk axis, reduced by the caller in a fixed order), so results are
+deterministic for a given thread count. BLAS runs single-threaded (``compute_threads``).
 
 The neuron arithmetic lives in ``spikesim.model.neurons`` and ``spikesim.model.surrogates``;
 the kernels only loop. The surrogate is chosen once per step, outside the neuron loop, and the
-neuron loops run over the chunk's (b, j) as one flat index, so they are branch-free and
-vectorise.
+neuron loops run over the chunk's (b, j) as one flat index (in blocks of BLOCK in the
+backward), so they are branch-free and vectorise.
 """
 from __future__ import annotations
 

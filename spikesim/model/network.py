@@ -251,7 +251,7 @@ class Network:
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
                 or x.dtype == np.bool_):
             raise TypeError(f"input dtype {x.dtype} is not a real number type")
-        return np.ascontiguousarray(x, dtype=self.dtype)     # NaN/inf are caught by the CSR scan
+        return np.ascontiguousarray(x, dtype=self.dtype)     # NaN/inf are caught by input_lists
 
     def _check_state(self, state, batch: int) -> dict:
         if state is None:
