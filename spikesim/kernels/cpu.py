@@ -43,6 +43,7 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
+UNROLL_N = 64         # from this row length on, gathers add several weight rows per pass
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
 BLOCK = 2048          # neurons per block of the backward's neuron loops (about 8 KB per array)
 CHECK = 8             # the adaptation trace b is kept every CHECK steps and recomputed in between
@@ -95,9 +96,22 @@ def _tile(a, nb):
 
 @njit(inline="always")
 def _gather_add(ib, N, W, col, val, p, p1):
-    """ib[:N] += sum over entries p <= q < p1 of val[q] * W[col[q]]: eight rows of W per pass
-    (then four, two, one), so that ib is loaded and stored once per eight (the loop is bound
-    by loads and stores)."""
+    """ib[:N] += sum over entries p <= q < p1 of val[q] * W[col[q]], one pass per entry: for
+    rows shorter than UNROLL_N (see ``_gather_add8`` for longer ones)."""
+    for q in range(p, p1):
+        w0 = W[col[q]]
+        v0 = val[q]
+        for j in range(N):
+            ib[j] += v0 * w0[j]
+
+
+@njit(inline="always")
+def _gather_add8(ib, N, W, col, val, p, p1):
+    """``_gather_add`` with eight rows of W per pass (then four, two, one), so that ib is
+    loaded and stored once per eight: the loop is bound by loads and stores. For short rows the
+    unrolled passes' fixed cost (runtime alias checks of nine arrays, remainders) is more than
+    it saves, and even sharing a loop nest with this function slowed the plain version 3x:
+    callers keep the two in separate loop nests."""
     while p + 8 <= p1:
         w0, w1, w2, w3 = W[col[p]], W[col[p + 1]], W[col[p + 2]], W[col[p + 3]]
         w4, w5, w6, w7 = W[col[p + 4]], W[col[p + 5]], W[col[p + 6]], W[col[p + 7]]
@@ -131,15 +145,26 @@ def _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec
                    lval, Ib):
     """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
     rows of W_in^T over the input's non-zeros and of W_rec^T over the layer's own spikes of
-    step t-1 (its lists, row t * B + b = slot t)."""
-    for b in range(lo, hi):
-        ib = Ib[(b - lo) * N:(b - lo + 1) * N]
-        r = t * B + b
-        for j in range(N):
-            ib[j] = bias[j]
-        _gather_add(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
-        if rec:
-            _gather_add(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
+    step t-1 (its lists, row t * B + b = slot t). Narrow and wide layers get separate loop
+    nests (``_gather_add8``)."""
+    if N < UNROLL_N:
+        for b in range(lo, hi):
+            ib = Ib[(b - lo) * N:(b - lo + 1) * N]
+            r = t * B + b
+            for j in range(N):
+                ib[j] = bias[j]
+            _gather_add(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
+            if rec:
+                _gather_add(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
+    else:
+        for b in range(lo, hi):
+            ib = Ib[(b - lo) * N:(b - lo + 1) * N]
+            r = t * B + b
+            for j in range(N):
+                ib[j] = bias[j]
+            _gather_add8(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
+            if rec:
+                _gather_add8(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
 
 
 @njit(inline="always")
@@ -206,7 +231,7 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
 
     The entries are first regrouped by column i (a counting sort of the step's entries into
     ``work``), so that each row of dWT is loaded and stored once per four contributions
-    (``_gather_add``) instead of once per contribution. For narrow layers (N < GROUP_N), or
+    (``_gather_add8``) instead of once per contribution. For narrow layers (N < GROUP_N), or
     when the step has fewer than four entries per column, regrouping costs more than it saves,
     and each entry is added where it is."""
     cnt, start, rows, vals = work
@@ -244,7 +269,7 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
             cnt[i] += 1
     for i in range(ncol):
         if cnt[i] > start[i]:
-            _gather_add(dWT[c, i], N, gI2, rows, vals, start[i], cnt[i])
+            _gather_add8(dWT[c, i], N, gI2, rows, vals, start[i], cnt[i])
 
 
 @njit(inline="always")
@@ -273,13 +298,25 @@ def _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, 
 
 @njit(inline="always")
 def _matmul_rows(A2, W, out2):
-    """out2 = A2 @ W for a chunk's rows: BLAS, or, when the inner dimension is small, four rows
-    of W per pass over each output row."""
+    """out2 = A2 @ W for a chunk's rows: BLAS, or, when the inner dimension is small, loops:
+    one pass over each output row per row of W (rows shorter than UNROLL_N), or four."""
     K = A2.shape[1]
     if K > SMALL_K:
         np.dot(A2, W, out2)
         return
     M = W.shape[1]
+    if M < UNROLL_N:
+        for k in range(A2.shape[0]):
+            o = out2[k]
+            a = A2[k]
+            for i in range(M):
+                o[i] = 0
+            for j in range(K):
+                w0 = W[j]
+                a0 = a[j]
+                for i in range(M):
+                    o[i] += a0 * w0[i]
+        return
     for k in range(A2.shape[0]):
         o = out2[k]
         a = A2[k]
