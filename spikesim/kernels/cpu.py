@@ -570,14 +570,17 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
-    segb = np.empty((CHECK + 1, n), dtype)  # b of slots k*CHECK .. k*CHECK + CHECK
+    segb = np.zeros((CHECK + 1, n), dtype)  # b of slots k*CHECK .. k*CHECK + CHECK
     segs = np.empty((CHECK, n), dtype)      # s of slots k*CHECK .. k*CHECK + CHECK - 1
     for t in range(T - 1, -1, -1):
         k0s = (t // CHECK) * CHECK
         if t == T - 1 or t % CHECK == CHECK - 1:       # rebuild the span [k0s, t + 1]
-            segb[0] = bchk[t // CHECK, lo:hi].reshape(-1)
+            if beta != 0:                  # (LIF: b never enters, and stays 0 here)
+                segb[0] = bchk[t // CHECK, lo:hi].reshape(-1)
             for j in range(t + 1 - k0s):
                 _dense_slot(k0s + j, lo, hi, B, N, lp0, lp1, lcol, lval, segs[j])
+                if beta == 0:
+                    continue
                 for k0 in range(0, nb, rb):
                     q0, q1 = k0 * N, min(nb, k0 + rb) * N
                     _adapt_rows(q1 - q0, segb[j, q0:q1], segs[j, q0:q1], R, OR, segb[j + 1, q0:q1])
