@@ -273,6 +273,14 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
 
 
 @njit(inline="always")
+def _private(a):
+    """A zeroed (1, ...) accumulator shaped like one chunk's slice of ``a`` (nch, ...): chunks
+    sum into private memory and add to their slice once at the end, so that two threads never
+    write the same cache line (the slices of neighbouring chunks share lines)."""
+    return np.zeros((1,) + a.shape[1:], a.dtype)
+
+
+@njit(inline="always")
 def scatter_work(ncol, nb, dtype):
     """The work arrays of ``_scatter_add`` for ``ncol`` columns and ``nb`` rows."""
     return (np.empty(ncol, np.int64), np.empty(ncol, np.int64), np.empty(nb * ncol, np.int64),
@@ -568,6 +576,7 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     ebuf = np.empty((nb, N), dtype)
     xwork = scatter_work(dWinT.shape[1], nb, dtype)
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
+    dWin_l, db_l, dWrec_l = _private(dWinT), _private(db), _private(dWrecT)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
     segb = np.zeros((CHECK + 1, n), dtype)  # b of slots k*CHECK .. k*CHECK + CHECK
@@ -600,13 +609,16 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
             _alif_rows_backward(mq, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
                                 dt, gs_c[q0:q1], rflat[q0:q1], gu_n[q0:q1], gb_n[q0:q1], gI[q0:q1],
                                 ga, gr)
-        _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, lp0, lp1, lcol,
-                      lval, dWrecT, xwork, lwork)
+        _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_l, db_l, rec, lp0, lp1,
+                      lcol, lval, dWrec_l, xwork, lwork)
         _input_grad(t, lo, hi, gI2, Win, gx, gx_mode)
     for k in range(rb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
             grho[c, j] += gr[k * N + j]
+    dWinT[c] += dWin_l[0]
+    db[c] += db_l[0]
+    dWrecT[c] += dWrec_l[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -643,13 +655,16 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     gI2 = gI.reshape(nb, N)
     ga = np.zeros(n, u.dtype)
     xwork = scatter_work(dWinT.shape[1], nb, u.dtype)
+    dWin_l, db_l = _private(dWinT), _private(db)
     for t in range(T - 1, -1, -1):
         e = off + n
         _integrator_rows_backward(n, gu_ext[t].reshape(-1)[off:e], u[t + 1].reshape(-1)[off:e],
                                   u[t].reshape(-1)[off:e], A, OA, IOA, gu_n, gI, ga)
-        _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, False, xp0, xp1, xcol,
-                      xval, dWinT, xwork, xwork)
+        _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_l, db_l, False, xp0, xp1,
+                      xcol, xval, dWin_l, xwork, xwork)
         _input_grad(t, lo, hi, gI2, Win, gx, gx_mode)
     for k in range(nb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
+    dWinT[c] += dWin_l[0]
+    db[c] += db_l[0]

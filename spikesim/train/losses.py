@@ -64,6 +64,7 @@ def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred):
     float64, a polynomial good to 1e-5 in float32)."""
     C = u.shape[1]
     e = np.empty(C, u.dtype)
+    acc = 0.0                           # summed here, stored once: loss[c] shares a cache line
     for r in range(lo, hi):
         m = u[r, 0]
         am = 0
@@ -81,11 +82,12 @@ def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred):
         for k in range(C):
             e[k] = fexp(u[r, k] - m)
             tot += e[k]
-        loss[c] -= np.float64(u[r, y[r]] - m) - np.log(np.float64(tot))
+        acc -= np.float64(u[r, y[r]] - m) - np.log(np.float64(tot))
         if want_grad:
             for k in range(C):
                 g[r, k] = scale * e[k] / tot
             g[r, y[r]] -= scale
+    loss[c] += acc
 
 
 @njit(cache=True, nogil=True)
