@@ -146,25 +146,26 @@ def _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec
     """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
     rows of W_in^T over the input's non-zeros and of W_rec^T over the layer's own spikes of
     step t-1 (its lists, row t * B + b = slot t). Narrow and wide layers get separate loop
-    nests (``_gather_add8``)."""
+    nests, one per gather function (``_gather_add8``)."""
     if N < UNROLL_N:
-        for b in range(lo, hi):
-            ib = Ib[(b - lo) * N:(b - lo + 1) * N]
-            r = t * B + b
-            for j in range(N):
-                ib[j] = bias[j]
-            _gather_add(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
-            if rec:
-                _gather_add(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
+        _rows_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
+                      lcol, lval, Ib, _gather_add)
     else:
-        for b in range(lo, hi):
-            ib = Ib[(b - lo) * N:(b - lo + 1) * N]
-            r = t * B + b
-            for j in range(N):
-                ib[j] = bias[j]
-            _gather_add8(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
-            if rec:
-                _gather_add8(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
+        _rows_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
+                      lcol, lval, Ib, _gather_add8)
+
+
+@njit(inline="always")
+def _rows_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1, lcol,
+                  lval, Ib, gather):
+    for b in range(lo, hi):
+        ib = Ib[(b - lo) * N:(b - lo + 1) * N]
+        r = t * B + b
+        for j in range(N):
+            ib[j] = bias[j]
+        gather(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
+        if rec:
+            gather(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
 
 
 @njit(inline="always")
