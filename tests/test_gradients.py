@@ -125,3 +125,31 @@ def test_results_do_not_depend_on_thread_count_beyond_rounding():
     for k in g1:
         assert gradcheck.rel_err(g1[k], g2[k]) < 1e-12
         assert np.array_equal(g2[k], g3[k]), "same thread count must give identical results"
+
+
+@pytest.mark.parametrize("name", ["shd", "wide"])
+def test_trace_state_matches_the_numpy_reference(name):
+    """The trace keeps only u in full (spikes as lists, b every few steps): the dense s and b it
+    builds on demand, its final state and firing rates must equal the reference forward's."""
+    from validation.reference_numpy import forward
+    cfg = gradcheck.task_topologies(quick=True)[name]
+    net, x, labels, state = gradcheck.reference_problem(name, cfg, quick=True)
+    trace = net.forward(x, state)
+    ref = forward(cfg, net.params, x, state)
+    final = trace.final_state(cfg)
+    for layer, tr in zip(cfg.layers, trace.layers):
+        r = ref[layer.name]
+        np.testing.assert_allclose(tr.u, r["u"], rtol=1e-12, atol=1e-12)
+        if not layer.spiking:
+            assert tr.s is None and tr.bt is None
+            continue
+        assert np.array_equal(tr.s, r["s"]) and np.any(r["s"])
+        np.testing.assert_allclose(tr.bt, r["b"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(tr.s_full[0], state[layer.name][1])
+        u, s, b = final[layer.name]
+        np.testing.assert_allclose(u, r["u"][-1], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(s, r["s"][-1])
+        np.testing.assert_allclose(b, r["b"][-1], rtol=1e-12, atol=1e-12)
+    rates = [r for r in trace.firing_rates() if r is not None]
+    want = [ref[l.name]["s"].mean() for l in cfg.layers if l.spiking]
+    np.testing.assert_allclose(rates, want, rtol=1e-12)

@@ -396,6 +396,17 @@ def lists_to_dense(lo, hi, B, lp0, lp1, lcol, lval, out):
         _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out[slot, lo:hi].reshape(-1))
 
 
+@njit(**_opts)
+def adaptation_trace(s, b_init, rho, omr, bt):
+    """bt (S,B,N) = the adaptation trace b of every slot, from b_init (B,N) and the spikes s
+    (S,B,N), by the forward's ``adapt_step`` (for a trace's dense ``bt_full``)."""
+    S, B, N = s.shape
+    R, OR = _tile(rho, B), _tile(omr, B)
+    bt[0] = b_init
+    for t in range(1, S):
+        _adapt_rows(B * N, bt[t - 1].reshape(-1), s[t - 1].reshape(-1), R, OR, bt[t].reshape(-1))
+
+
 @njit(cache=True, nogil=True)
 def lists_sum(p0, p1, val):
     """Sum of the values of all the lists' rows, in float64."""

@@ -157,11 +157,8 @@ class LayerTrace:
         """Adaptation trace (T+1,B,N), rebuilt from its checkpoints and the spikes on first use."""
         if self.spiking and self._bt is None:
             s = self.s_full
-            bt = np.empty_like(s)
-            bt[0] = self.b_check[0]
-            for t in range(1, len(bt)):
-                bt[t] = self.rho * bt[t - 1] + self.omr * s[t - 1]
-            self._bt = bt
+            self._bt = np.empty_like(s)
+            cpu.adaptation_trace(s, self.b_check[0], self.rho, self.omr, self._bt)
         return self._bt
 
     @property
