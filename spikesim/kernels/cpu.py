@@ -32,8 +32,10 @@ backward), so they are branch-free and vectorise.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
 from ..model.neurons import (adapt_step, alif_step, alif_step_backward, integrator_step,
                              integrator_step_backward)
@@ -168,12 +170,44 @@ def _rows_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec,
             gather(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
 
 
+def _lanes16(test):
+    """An intrinsic f(v, g): bit i set where ``test`` holds for v[g + i], i < 16 (v a contiguous
+    1D float array, g + 16 <= len(v)). One vector compare whose 16 lanes become the bits
+    (vcmpps + kmovw with AVX-512), written as LLVM IR because Numba has no vector types: the
+    loop that shifts one bool per lane into a word costs several times more."""
+    def typer(typingctx, v, g):
+        if not (isinstance(v, types.Array) and v.ndim == 1 and v.layout == "C"
+                and isinstance(v.dtype, types.Float)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            arr = context.make_array(v)(context, builder, args[0])
+            vty = ir.VectorType(context.get_data_type(v.dtype), 16)
+            ptr = builder.bitcast(builder.gep(arr.data, [args[1]]), vty.as_pointer())
+            x = builder.load(ptr, align=v.dtype.bitwidth // 8)
+            bits = builder.bitcast(test(builder, x, vty), ir.IntType(16))
+            return builder.zext(bits, ir.IntType(64))
+        return types.uint64(v, types.intp), codegen
+    return intrinsic(typer)
+
+
+# x != 0, NaN included (unordered or not equal)
+_nonzero16 = _lanes16(lambda bld, x, vty: bld.fcmp_unordered("!=", x, ir.Constant(vty, None)))
+# NaN or inf: x - x is NaN exactly then
+_nonfinite16 = _lanes16(lambda bld, x, vty: bld.fcmp_unordered("uno", bld.fsub(x, x),
+                                                               bld.fsub(x, x)))
+
+
 @njit(inline="always")
 def _mask64(v, g, w):
-    """Bit i set where v[g + i] != 0, for i < w <= 64 (a vectorisable or-reduction when w is
-    the constant 64)."""
+    """Bit i set where v[g + i] != 0, for i < w <= 64: vector compares of 16 lanes, then a loop
+    for the rest."""
     m = np.uint64(0)
-    for i in range(w):
+    k = 0
+    while k + 16 <= w:
+        m |= _nonzero16(v, g + k) << np.uint64(k)
+        k += 16
+    for i in range(k, w):
         m |= np.uint64(v[g + i] != 0) << np.uint64(i)
     return m
 
@@ -190,7 +224,7 @@ def _spike_lists(slot, lo, hi, B, N, sflat, p, lp0, lp1, lcol, lval):
     end = N
     lp0[r] = p
     for g in range(0, n, 64):
-        m = _mask64(sflat, g, 64) if g + 64 <= n else _mask64(sflat, g, n - g)
+        m = _mask64(sflat, g, min(64, n - g))
         while m:
             q = g + trailing_zeros(m)
             while q >= end:
@@ -455,8 +489,8 @@ def _integrator_rows_backward(n, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
 @njit(cache=True, nogil=True, error_model="numpy")     # no fastmath: it must see NaN
 def input_lists(c, lo, hi, X, xp0, xp1, xcol, xval, bad):
     """The lists of the non-zeros of X[b, t] (row t * B + b), in one pass over the chunk's
-    rows, time-major; the chunk owns the capacity [lo * T * N, hi * T * N) of xcol, xval. bad[c] counts
-    NaN/inf."""
+    rows, time-major; the chunk owns the capacity [lo * T * N, hi * T * N) of xcol, xval. bad[c] > 0
+    if there are NaN or inf."""
     B, T, N = X.shape
     p = lo * T * N
     nf = 0
@@ -464,12 +498,14 @@ def input_lists(c, lo, hi, X, xp0, xp1, xcol, xval, bad):
         for b in range(lo, hi):
             xr = X[b, t]
             xp0[t * B + b] = p
+            k = 0                               # NaN/inf (x - x is NaN for them)
+            while k + 16 <= N:
+                nf += _nonfinite16(xr, k) != 0
+                k += 16
+            for i in range(k, N):
+                nf += not (xr[i] - xr[i] == 0)
             for g in range(0, N, 64):
-                if g + 64 <= N:
-                    m, f = _mask64_finite(xr, g, 64)
-                else:
-                    m, f = _mask64_finite(xr, g, N - g)
-                nf += f
+                m = _mask64(xr, g, min(64, N - g))
                 while m:
                     i = g + trailing_zeros(m)
                     xcol[p] = i
@@ -478,18 +514,6 @@ def input_lists(c, lo, hi, X, xp0, xp1, xcol, xval, bad):
                     m &= m - np.uint64(1)
             xp1[t * B + b] = p
     bad[c] += nf
-
-
-@njit(inline="always")
-def _mask64_finite(v, g, w):
-    """``_mask64`` and, in the same pass, the number of NaN/inf among v[g:g + w]."""
-    m = np.uint64(0)
-    nf = 0
-    for i in range(w):
-        x = v[g + i]
-        m |= np.uint64(x != 0) << np.uint64(i)
-        nf += not (x - x == 0)                  # NaN and inf give NaN here
-    return m, nf
 
 
 # ----------------------------------------------------------------------------------------------

@@ -65,13 +65,14 @@ def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred):
     C = u.shape[1]
     e = np.empty(C, u.dtype)
     acc = 0.0                           # summed here, stored once: loss[c] shares a cache line
-    for r in range(lo, hi):
-        m = u[r, 0]
+    prod = 1.0                          # product of the rows' sums of exp, each in [1, C]: one log
+    for r in range(lo, hi):             # per many rows (a log per row took most of the time)
+        ur = u[r]
+        m = ur[0]
         am = 0
-        for k in range(1, C):
-            if u[r, k] > m:
-                m = u[r, k]
-                am = k
+        for k in range(1, C):           # branch-free: the comparisons are unpredictable
+            am = k if ur[k] > m else am
+            m = max(m, ur[k])
         pred[r] = am
         if y[r] < 0:
             if want_grad:
@@ -82,12 +83,16 @@ def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred):
         for k in range(C):
             e[k] = fexp(u[r, k] - m)
             tot += e[k]
-        acc -= np.float64(u[r, y[r]] - m) - np.log(np.float64(tot))
+        acc -= np.float64(u[r, y[r]] - m)
+        prod *= np.float64(tot)
+        if prod > 1e250:
+            acc += np.log(prod)
+            prod = 1.0
         if want_grad:
             for k in range(C):
                 g[r, k] = scale * e[k] / tot
             g[r, y[r]] -= scale
-    loss[c] += acc
+    loss[c] += acc + np.log(prod)
 
 
 @njit(cache=True, nogil=True)
