@@ -32,20 +32,17 @@ backward), so they are branch-free and vectorise.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
+from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
-from numba.extending import intrinsic
 
 from ..model.neurons import (adapt_step, alif_step, alif_step_backward, integrator_step,
                              integrator_step_backward)
 from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH, heaviside,
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
+from .simd import nonfinite16, nonzero16, vfma, vload, vstore
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
-SMALL_K = 16          # below this inner dimension, products are loops rather than BLAS calls
-UNROLL_N = 64         # from this row length on, gathers add several weight rows per pass
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
 BLOCK = 2048          # neurons per block of the backward's neuron loops (about 8 KB per array)
 CHECK = 8             # the adaptation trace b is kept every CHECK steps and recomputed in between
@@ -97,49 +94,83 @@ def _tile(a, nb):
 
 
 @njit(inline="always")
-def _gather_add(ib, N, W, col, val, p, p1):
-    """ib[:N] += sum over entries p <= q < p1 of val[q] * W[col[q]], one pass per entry: for
-    rows shorter than UNROLL_N (see ``_gather_add8`` for longer ones)."""
-    for q in range(p, p1):
-        w0 = W[col[q]]
-        v0 = val[q]
-        for j in range(N):
-            ib[j] += v0 * w0[j]
+def _widths(n):
+    """Lanes used in each of the four 16-lane vectors of a 64-lane block with n lanes left."""
+    return min(16, n), max(0, min(16, n - 16)), max(0, min(16, n - 32)), max(0, min(16, n - 48))
 
 
 @njit(inline="always")
-def _gather_add8(ib, N, W, col, val, p, p1):
-    """``_gather_add`` with eight rows of W per pass (then four, two, one), so that ib is
-    loaded and stored once per eight: the loop is bound by loads and stores. For short rows the
-    unrolled passes' fixed cost (runtime alias checks of nine arrays, remainders) is more than
-    it saves, and even sharing a loop nest with this function slowed the plain version 3x:
-    callers keep the two in separate loop nests."""
-    while p + 8 <= p1:
-        w0, w1, w2, w3 = W[col[p]], W[col[p + 1]], W[col[p + 2]], W[col[p + 3]]
-        w4, w5, w6, w7 = W[col[p + 4]], W[col[p + 5]], W[col[p + 6]], W[col[p + 7]]
-        v0, v1, v2, v3 = val[p], val[p + 1], val[p + 2], val[p + 3]
-        v4, v5, v6, v7 = val[p + 4], val[p + 5], val[p + 6], val[p + 7]
-        for j in range(N):
-            ib[j] += ((v0 * w0[j] + v1 * w1[j]) + (v2 * w2[j] + v3 * w3[j])) + (
-                (v4 * w4[j] + v5 * w5[j]) + (v6 * w6[j] + v7 * w7[j]))
-        p += 8
-    if p + 4 <= p1:
-        w0, w1, w2, w3 = W[col[p]], W[col[p + 1]], W[col[p + 2]], W[col[p + 3]]
-        v0, v1, v2, v3 = val[p], val[p + 1], val[p + 2], val[p + 3]
-        for j in range(N):
-            ib[j] += (v0 * w0[j] + v1 * w1[j]) + (v2 * w2[j] + v3 * w3[j])
-        p += 4
-    if p + 2 <= p1:
-        w0, w1 = W[col[p]], W[col[p + 1]]
-        v0, v1 = val[p], val[p + 1]
-        for j in range(N):
-            ib[j] += v0 * w0[j] + v1 * w1[j]
-        p += 2
-    if p < p1:
-        w0 = W[col[p]]
-        v0 = val[p]
-        for j in range(N):
-            ib[j] += v0 * w0[j]
+def _load4(a, o, w0, w1, w2, w3):
+    return vload(a, o, w0), vload(a, o + 16, w1), vload(a, o + 32, w2), vload(a, o + 48, w3)
+
+
+@njit(inline="always")
+def _store4(a, o, w0, w1, w2, w3, a0, a1, a2, a3):
+    vstore(a, o, w0, a0)
+    vstore(a, o + 16, w1, a1)
+    vstore(a, o + 32, w2, a2)
+    vstore(a, o + 48, w3, a3)
+
+
+@njit(inline="always")
+def _gather4(a0, a1, a2, a3, Wf, N, j0, w0, w1, w2, w3, col, val, p, p1):
+    """(a0..a3) + sum over entries p <= q < p1 of val[q] * W[col[q], j0:j0 + 64], W (., N) flat:
+    the block's accumulators stay in registers over all entries (``spikesim.kernels.simd``).
+    Blocks of at most 16 lanes take a loop of their own (one vector per entry)."""
+    if w1 == 0:
+        for q in range(p, p1):
+            a0 = vfma(a0, val[q], vload(Wf, col[q] * N + j0, w0))
+        return a0, a1, a2, a3
+    for q in range(p, p1):
+        k = col[q] * N + j0
+        v = val[q]
+        a0 = vfma(a0, v, vload(Wf, k, w0))
+        a1 = vfma(a1, v, vload(Wf, k + 16, w1))
+        a2 = vfma(a2, v, vload(Wf, k + 32, w2))
+        a3 = vfma(a3, v, vload(Wf, k + 48, w3))
+    return a0, a1, a2, a3
+
+
+@njit(inline="always")
+def _gather8(a, Wf, N, j0, col, val, p, p1):
+    """``_gather4`` for a full block of 128 lanes, a = eight accumulators: twice the lanes per
+    pass over the entries (their indices and values are read half as often)."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = a
+    for q in range(p, p1):
+        k = col[q] * N + j0
+        v = val[q]
+        a0 = vfma(a0, v, vload(Wf, k, 16))
+        a1 = vfma(a1, v, vload(Wf, k + 16, 16))
+        a2 = vfma(a2, v, vload(Wf, k + 32, 16))
+        a3 = vfma(a3, v, vload(Wf, k + 48, 16))
+        a4 = vfma(a4, v, vload(Wf, k + 64, 16))
+        a5 = vfma(a5, v, vload(Wf, k + 80, 16))
+        a6 = vfma(a6, v, vload(Wf, k + 96, 16))
+        a7 = vfma(a7, v, vload(Wf, k + 112, 16))
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(inline="always")
+def _gather_rows(out, o, init, io, N, W1, c1, v1, p, p1, W2, c2, v2, q, q1):
+    """out[o:o + N] = init[io:io + N] + sum over p <= k < p1 of v1[k] W1[c1[k]] + sum over
+    q <= k < q1 of v2[k] W2[c2[k]] (flat arrays, W rows of N): a gather of weight rows over a
+    list's entries, 128 lanes at a time in registers (``_gather8``), then 64 (``_gather4``).
+    Each lane sums in the order init, first list, second list, as a scalar loop would."""
+    j0 = 0
+    while j0 + 128 <= N:
+        a = _load4(init, io + j0, 16, 16, 16, 16) + _load4(init, io + j0 + 64, 16, 16, 16, 16)
+        a = _gather8(a, W1, N, j0, c1, v1, p, p1)
+        a = _gather8(a, W2, N, j0, c2, v2, q, q1)
+        _store4(out, o + j0, 16, 16, 16, 16, a[0], a[1], a[2], a[3])
+        _store4(out, o + j0 + 64, 16, 16, 16, 16, a[4], a[5], a[6], a[7])
+        j0 += 128
+    while j0 < N:
+        w0, w1, w2, w3 = _widths(N - j0)
+        a0, a1, a2, a3 = _load4(init, io + j0, w0, w1, w2, w3)
+        a0, a1, a2, a3 = _gather4(a0, a1, a2, a3, W1, N, j0, w0, w1, w2, w3, c1, v1, p, p1)
+        a0, a1, a2, a3 = _gather4(a0, a1, a2, a3, W2, N, j0, w0, w1, w2, w3, c2, v2, q, q1)
+        _store4(out, o + j0, w0, w1, w2, w3, a0, a1, a2, a3)
+        j0 += 64
 
 
 @njit(inline="always")
@@ -147,55 +178,12 @@ def _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec
                    lval, Ib):
     """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
     rows of W_in^T over the input's non-zeros and of W_rec^T over the layer's own spikes of
-    step t-1 (its lists, row t * B + b = slot t). Narrow and wide layers get separate loop
-    nests, one per gather function (``_gather_add8``)."""
-    if N < UNROLL_N:
-        _rows_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
-                      lcol, lval, Ib, _gather_add)
-    else:
-        _rows_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
-                      lcol, lval, Ib, _gather_add8)
-
-
-@njit(inline="always")
-def _rows_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1, lcol,
-                  lval, Ib, gather):
+    step t-1 (its lists, row t * B + b = slot t)."""
+    Wi, Wr = WinT.reshape(-1), WrecT.reshape(-1)
     for b in range(lo, hi):
-        ib = Ib[(b - lo) * N:(b - lo + 1) * N]
         r = t * B + b
-        for j in range(N):
-            ib[j] = bias[j]
-        gather(ib, N, WinT, xcol, xval, xp0[r], xp1[r])
-        if rec:
-            gather(ib, N, WrecT, lcol, lval, lp0[r], lp1[r])
-
-
-def _lanes16(test):
-    """An intrinsic f(v, g): bit i set where ``test`` holds for v[g + i], i < 16 (v a contiguous
-    1D float array, g + 16 <= len(v)). One vector compare whose 16 lanes become the bits
-    (vcmpps + kmovw with AVX-512), written as LLVM IR because Numba has no vector types: the
-    loop that shifts one bool per lane into a word costs several times more."""
-    def typer(typingctx, v, g):
-        if not (isinstance(v, types.Array) and v.ndim == 1 and v.layout == "C"
-                and isinstance(v.dtype, types.Float)):
-            return None
-
-        def codegen(context, builder, sig, args):
-            arr = context.make_array(v)(context, builder, args[0])
-            vty = ir.VectorType(context.get_data_type(v.dtype), 16)
-            ptr = builder.bitcast(builder.gep(arr.data, [args[1]]), vty.as_pointer())
-            x = builder.load(ptr, align=v.dtype.bitwidth // 8)
-            bits = builder.bitcast(test(builder, x, vty), ir.IntType(16))
-            return builder.zext(bits, ir.IntType(64))
-        return types.uint64(v, types.intp), codegen
-    return intrinsic(typer)
-
-
-# x != 0, NaN included (unordered or not equal)
-_nonzero16 = _lanes16(lambda bld, x, vty: bld.fcmp_unordered("!=", x, ir.Constant(vty, None)))
-# NaN or inf: x - x is NaN exactly then
-_nonfinite16 = _lanes16(lambda bld, x, vty: bld.fcmp_unordered("uno", bld.fsub(x, x),
-                                                               bld.fsub(x, x)))
+        _gather_rows(Ib, (b - lo) * N, bias, 0, N, Wi, xcol, xval, xp0[r], xp1[r], Wr, lcol, lval,
+                     lp0[r], lp1[r] if rec else lp0[r])
 
 
 @njit(inline="always")
@@ -205,7 +193,7 @@ def _mask64(v, g, w):
     m = np.uint64(0)
     k = 0
     while k + 16 <= w:
-        m |= _nonzero16(v, g + k) << np.uint64(k)
+        m |= nonzero16(v, g + k) << np.uint64(k)
         k += 16
     for i in range(k, w):
         m |= np.uint64(v[g + i] != 0) << np.uint64(i)
@@ -251,18 +239,20 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
     (i, v) of row t*B + b of the lists: the weight gradient of a gathered input.
 
     The entries are first regrouped by column i (a counting sort of the step's entries into
-    ``work``), so that each row of dWT is loaded and stored once per four contributions
-    (``_gather_add8``) instead of once per contribution. For narrow layers (N < GROUP_N), or
-    when the step has fewer than four entries per column, regrouping costs more than it saves,
-    and each entry is added where it is."""
+    ``work``), so that each row of dWT is a gather (``_gather_rows``) of the rows of dL/dI, loaded
+    and stored once per step instead of once per contribution. For narrow layers
+    (N < GROUP_N), or when the step has fewer than four entries per column, regrouping costs
+    more than it saves, and each entry is added where it is."""
     cnt, start, rows, vals = work
     ncol = cnt.shape[0]
+    dWf, gf = dWT.reshape(-1), gI2.reshape(-1)
+    base = c * ncol * N
     total = 0
     for b in range(lo, hi):
         total += p1[t * B + b] - p0[t * B + b]
     if N < GROUP_N or total < 4 * ncol:
-        for b in range(lo, hi):
-            g = gI2[b - lo]
+        for b in range(lo, hi):         # (a plain loop: vector stores here stalled the next
+            g = gI2[b - lo]             # entry's loads of the same row)
             r = t * B + b
             for p in range(p0[r], p1[r]):
                 d = dWT[c, col[p]]
@@ -290,7 +280,8 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
             cnt[i] += 1
     for i in range(ncol):
         if cnt[i] > start[i]:
-            _gather_add8(dWT[c, i], N, gI2, rows, vals, start[i], cnt[i])
+            o = base + i * N
+            _gather_rows(dWf, o, dWf, o, N, gf, rows, vals, start[i], cnt[i], gf, rows, vals, 0, 0)
 
 
 @njit(inline="always")
@@ -326,54 +317,13 @@ def _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, 
 
 
 @njit(inline="always")
-def _matmul_rows(A2, W, out2):
-    """out2 = A2 @ W for a chunk's rows: BLAS, or, when the inner dimension is small, loops:
-    one pass over each output row per row of W (rows shorter than UNROLL_N), or four."""
-    K = A2.shape[1]
-    if K > SMALL_K:
-        np.dot(A2, W, out2)
-        return
-    M = W.shape[1]
-    if M < UNROLL_N:
-        for k in range(A2.shape[0]):
-            o = out2[k]
-            a = A2[k]
-            for i in range(M):
-                o[i] = 0
-            for j in range(K):
-                w0 = W[j]
-                a0 = a[j]
-                for i in range(M):
-                    o[i] += a0 * w0[i]
-        return
-    for k in range(A2.shape[0]):
-        o = out2[k]
-        a = A2[k]
-        for i in range(M):
-            o[i] = 0
-        j = 0
-        while j + 4 <= K:
-            w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
-            a0, a1, a2, a3 = a[j], a[j + 1], a[j + 2], a[j + 3]
-            for i in range(M):
-                o[i] += (a0 * w0[i] + a1 * w1[i]) + (a2 * w2[i] + a3 * w3[i])
-            j += 4
-        while j < K:
-            w0 = W[j]
-            a0 = a[j]
-            for i in range(M):
-                o[i] += a0 * w0[i]
-            j += 1
-
-
-@njit(inline="always")
 def _input_grad(t, lo, hi, gI2, Win, gx, gx_mode):
     """What the layer below needs of step t: with ``gx_mode`` 1, gx[t, lo:hi] = dL/dI_t W_in =
     dL/dx_t; with 2, gx[t, lo:hi] = dL/dI_t itself, when the layer is narrower than its input
     (the layer below forms the product per step: ``_ext_grad``), so the wide (T, B, N_in)
     array is never written and read back; 0: nothing (the first layer)."""
     if gx_mode == 1:
-        _matmul_rows(gI2, Win, gx[t, lo:hi])
+        np.dot(gI2, Win, gx[t, lo:hi])
     elif gx_mode == 2:
         gx[t, lo:hi] = gI2
 
@@ -383,7 +333,7 @@ def _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, buf):
     """The gradient arriving from outside the layer for step t and the chunk's rows, flat:
     g_ext[t, lo:hi], or g_ext[t, lo:hi] @ W_ext when the layer above sent dL/dI (gx_mode 2)."""
     if ext_prod:
-        _matmul_rows(g_ext[t, lo:hi], W_ext, buf)
+        np.dot(g_ext[t, lo:hi], W_ext, buf)
         return buf.reshape(-1)
     return g_ext[t, lo:hi].reshape(-1)
 
@@ -500,7 +450,7 @@ def input_lists(c, lo, hi, X, xp0, xp1, xcol, xval, bad):
             xp0[t * B + b] = p
             k = 0                               # NaN/inf (x - x is NaN for them)
             while k + 16 <= N:
-                nf += _nonfinite16(xr, k) != 0
+                nf += nonfinite16(xr, k) != 0
                 k += 16
             for i in range(k, N):
                 nf += not (xr[i] - xr[i] == 0)

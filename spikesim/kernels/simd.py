@@ -1,0 +1,138 @@
+"""Explicit 16-lane vectors for the CPU kernels, as Numba intrinsics written in LLVM IR.
+
+Why: Numba has no vector types, and LLVM's auto-vectoriser keeps the accumulator of a gather
+(``out[j] += v * W[i, j]`` over the entries i that fired) in memory, so every entry loads and
+stores the whole row again, and short rows (the 36 and 6 neurons of the ECG network) also pay
+the vectorised loop's set-up per entry. With a vector value that lives in a register, a gather
+sums all its entries into up to four registers (64 lanes) and stores them once.
+
+- ``Vec16``: the Numba type of 16 lanes of float32 or float64 (an LLVM <16 x float|double>).
+- ``vload(a, i, n)``: lanes k < n hold a[i + k], the others 0 (a masked load: nothing past
+  a[i + n - 1] is touched, so rows of any length work).
+- ``vstore(a, i, n, v)``: a[i + k] = v[k] for k < n (a masked store).
+- ``vfma(acc, s, v)``: acc + s * v for a scalar s (fast-math flags: contracted to one FMA, as
+  the scalar loops are).
+- ``lanes16(test)`` builds f(a, i): a 16-bit mask of the lanes of a[i:i + 16] where ``test``
+  holds (``nonzero16``, ``nonfinite16``): one vector compare instead of a loop of shifts.
+
+The arithmetic per lane is the scalar code's, in the same order, so results do not change.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 16
+_i32 = ir.IntType(32)
+
+
+class Vec16(types.Type):
+    def __init__(self, dtype):
+        self.dtype = dtype
+        super().__init__(name=f"Vec16({dtype})")
+
+
+@register_model(Vec16)
+class _Vec16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        elt = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(elt, LANES))
+
+
+def _flat_array(a):
+    return (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+            and isinstance(a.dtype, types.Float))
+
+
+def _vptr(context, builder, aty, arr, i, vty):
+    data = context.make_array(aty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [i]), vty.as_pointer())
+
+
+def _splat(builder, x, vty):
+    v = builder.insert_element(ir.Constant(vty, None), x, ir.Constant(_i32, 0))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_i32, LANES), [0] * LANES))
+
+
+def _first(builder, n):
+    """<16 x i1>: lane k < n."""
+    i64 = ir.IntType(64)
+    lanes = ir.Constant(ir.VectorType(i64, LANES), list(range(LANES)))
+    return builder.icmp_signed("<", lanes, _splat(builder, n, ir.VectorType(i64, LANES)))
+
+
+def _masked(builder, op, vty, ptr):
+    suffix = f"v{LANES}f{32 if vty.element == ir.FloatType() else 64}.p0"
+    mask = ir.VectorType(ir.IntType(1), LANES)
+    if op == "load":
+        fnty = ir.FunctionType(vty, [ptr.type, _i32, mask, vty])
+    else:
+        fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, _i32, mask])
+    return cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.{op}.{suffix}")
+
+
+@intrinsic
+def vload(typingctx, a, i, n):
+    if not _flat_array(a):
+        return None
+    vt = Vec16(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(vt)
+        ptr = _vptr(context, builder, sig.args[0], args[0], args[1], vty)
+        align = ir.Constant(_i32, a.dtype.bitwidth // 8)
+        return builder.call(_masked(builder, "load", vty, ptr),
+                            [ptr, align, _first(builder, args[2]), ir.Constant(vty, None)])
+    return vt(a, types.intp, types.intp), codegen
+
+
+@intrinsic
+def vstore(typingctx, a, i, n, v):
+    if not (_flat_array(a) and isinstance(v, Vec16) and v.dtype == a.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(v)
+        ptr = _vptr(context, builder, sig.args[0], args[0], args[1], vty)
+        align = ir.Constant(_i32, a.dtype.bitwidth // 8)
+        builder.call(_masked(builder, "store", vty, ptr),
+                     [args[3], ptr, align, _first(builder, args[2])])
+        return context.get_dummy_value()
+    return types.none(a, types.intp, types.intp, v), codegen
+
+
+@intrinsic
+def vfma(typingctx, acc, s, v):
+    if not (isinstance(acc, Vec16) and acc == v and s == acc.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(acc)
+        prod = builder.fmul(_splat(builder, args[1], vty), args[2], flags=("fast",))
+        return builder.fadd(args[0], prod, flags=("fast",))
+    return acc(acc, s, v), codegen
+
+
+def lanes16(test):
+    """An intrinsic f(a, i): bit k set where ``test`` holds for a[i + k], k < 16 (a a
+    contiguous 1D float array, i + 16 <= len(a))."""
+    def typer(typingctx, a, i):
+        if not _flat_array(a):
+            return None
+
+        def codegen(context, builder, sig, args):
+            vty = ir.VectorType(context.get_data_type(a.dtype), LANES)
+            ptr = _vptr(context, builder, a, args[0], args[1], vty)
+            x = builder.load(ptr, align=a.dtype.bitwidth // 8)
+            bits = builder.bitcast(test(builder, x, vty), ir.IntType(LANES))
+            return builder.zext(bits, ir.IntType(64))
+        return types.uint64(a, types.intp), codegen
+    return intrinsic(typer)
+
+
+# x != 0, NaN included (unordered or not equal)
+nonzero16 = lanes16(lambda bld, x, vty: bld.fcmp_unordered("!=", x, ir.Constant(vty, None)))
+# NaN or inf: x - x is NaN exactly then
+nonfinite16 = lanes16(lambda bld, x, vty: bld.fcmp_unordered("uno", bld.fsub(x, x), bld.fsub(x, x)))
