@@ -40,7 +40,7 @@ from ..model.neurons import (adapt_step, alif_step, alif_step_backward, integrat
 from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH, heaviside,
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
-from .simd import nonfinite16, nonzero16, vfma, vload, vstore
+from .simd import nonfinite16, nonzero16, vfma, vload, vload16, vstore, vstore16
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
@@ -113,6 +113,19 @@ def _store4(a, o, w0, w1, w2, w3, a0, a1, a2, a3):
 
 
 @njit(inline="always")
+def _load8(a, o):
+    """The eight full vectors a[o:o + 128]."""
+    return (vload16(a, o), vload16(a, o + 16), vload16(a, o + 32), vload16(a, o + 48),
+            vload16(a, o + 64), vload16(a, o + 80), vload16(a, o + 96), vload16(a, o + 112))
+
+
+@njit(inline="always")
+def _store8(a, o, v):
+    for k in range(8):          # a loop over a tuple of vectors: unrolled by Numba
+        vstore16(a, o + 16 * k, v[k])
+
+
+@njit(inline="always")
 def _gather4(a0, a1, a2, a3, Wf, N, j0, w0, w1, w2, w3, col, val, p, p1):
     """(a0..a3) + sum over entries p <= q < p1 of val[q] * W[col[q], j0:j0 + 64], W (., N) flat:
     the block's accumulators stay in registers over all entries (``spikesim.kernels.simd``).
@@ -139,14 +152,14 @@ def _gather8(a, Wf, N, j0, col, val, p, p1):
     for q in range(p, p1):
         k = col[q] * N + j0
         v = val[q]
-        a0 = vfma(a0, v, vload(Wf, k, 16))
-        a1 = vfma(a1, v, vload(Wf, k + 16, 16))
-        a2 = vfma(a2, v, vload(Wf, k + 32, 16))
-        a3 = vfma(a3, v, vload(Wf, k + 48, 16))
-        a4 = vfma(a4, v, vload(Wf, k + 64, 16))
-        a5 = vfma(a5, v, vload(Wf, k + 80, 16))
-        a6 = vfma(a6, v, vload(Wf, k + 96, 16))
-        a7 = vfma(a7, v, vload(Wf, k + 112, 16))
+        a0 = vfma(a0, v, vload16(Wf, k))
+        a1 = vfma(a1, v, vload16(Wf, k + 16))
+        a2 = vfma(a2, v, vload16(Wf, k + 32))
+        a3 = vfma(a3, v, vload16(Wf, k + 48))
+        a4 = vfma(a4, v, vload16(Wf, k + 64))
+        a5 = vfma(a5, v, vload16(Wf, k + 80))
+        a6 = vfma(a6, v, vload16(Wf, k + 96))
+        a7 = vfma(a7, v, vload16(Wf, k + 112))
     return a0, a1, a2, a3, a4, a5, a6, a7
 
 
@@ -158,11 +171,8 @@ def _gather_rows(out, o, init, io, N, W1, c1, v1, p, p1, W2, c2, v2, q, q1):
     Each lane sums in the order init, first list, second list, as a scalar loop would."""
     j0 = 0
     while j0 + 128 <= N:
-        a = _load4(init, io + j0, 16, 16, 16, 16) + _load4(init, io + j0 + 64, 16, 16, 16, 16)
-        a = _gather8(a, W1, N, j0, c1, v1, p, p1)
-        a = _gather8(a, W2, N, j0, c2, v2, q, q1)
-        _store4(out, o + j0, 16, 16, 16, 16, a[0], a[1], a[2], a[3])
-        _store4(out, o + j0 + 64, 16, 16, 16, 16, a[4], a[5], a[6], a[7])
+        a = _gather8(_load8(init, io + j0), W1, N, j0, c1, v1, p, p1)
+        _store8(out, o + j0, _gather8(a, W2, N, j0, c2, v2, q, q1))
         j0 += 128
     while j0 < N:
         w0, w1, w2, w3 = _widths(N - j0)
@@ -234,6 +244,32 @@ def _spike_lists(slot, lo, hi, B, N, sflat, p, lp0, lp1, lcol, lval):
 
 
 @njit(inline="always")
+def _scatter_row(dWf, base, N, gf, go, col, val, p, p1):
+    """dW^T[col[q]] += val[q] * g for entries p <= q < p1, g = gf[go:go + N] one row of dL/dI,
+    held in registers 128 lanes at a time."""
+    j0 = 0
+    while j0 + 128 <= N:
+        g0, g1, g2, g3, g4, g5, g6, g7 = _load8(gf, go + j0)
+        for q in range(p, p1):
+            k = base + col[q] * N + j0
+            v = val[q]
+            vstore16(dWf, k, vfma(vload16(dWf, k), v, g0))
+            vstore16(dWf, k + 16, vfma(vload16(dWf, k + 16), v, g1))
+            vstore16(dWf, k + 32, vfma(vload16(dWf, k + 32), v, g2))
+            vstore16(dWf, k + 48, vfma(vload16(dWf, k + 48), v, g3))
+            vstore16(dWf, k + 64, vfma(vload16(dWf, k + 64), v, g4))
+            vstore16(dWf, k + 80, vfma(vload16(dWf, k + 80), v, g5))
+            vstore16(dWf, k + 96, vfma(vload16(dWf, k + 96), v, g6))
+            vstore16(dWf, k + 112, vfma(vload16(dWf, k + 112), v, g7))
+        j0 += 128
+    for q in range(p, p1):
+        k = base + col[q] * N
+        v = val[q]
+        for j in range(j0, N):
+            dWf[k + j] += v * gf[go + j]
+
+
+@njit(inline="always")
 def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
     """dWT[c, i] += sum over the chunk's rows b of step t of v * dL/dI_t[b], for each entry
     (i, v) of row t*B + b of the lists: the weight gradient of a gathered input.
@@ -251,6 +287,11 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
     for b in range(lo, hi):
         total += p1[t * B + b] - p0[t * B + b]
     if N < GROUP_N or total < 4 * ncol:
+        if N >= 128:
+            for b in range(lo, hi):
+                r = t * B + b
+                _scatter_row(dWf, base, N, gf, (b - lo) * N, col, val, p0[r], p1[r])
+            return
         for b in range(lo, hi):         # (a plain loop: vector stores here stalled the next
             g = gI2[b - lo]             # entry's loads of the same row)
             r = t * B + b

@@ -10,6 +10,8 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
 - ``vload(a, i, n)``: lanes k < n hold a[i + k], the others 0 (a masked load: nothing past
   a[i + n - 1] is touched, so rows of any length work).
 - ``vstore(a, i, n, v)``: a[i + k] = v[k] for k < n (a masked store).
+- ``vload16(a, i)``, ``vstore16(a, i, v)``: the same for all 16 lanes, unmasked (a masked store
+  cannot forward its data to a later load of the same address, which then waits).
 - ``vfma(acc, s, v)``: acc + s * v for a scalar s (fast-math flags: contracted to one FMA, as
   the scalar loops are).
 - ``lanes16(test)`` builds f(a, i): a 16-bit mask of the lanes of a[i:i + 16] where ``test``
@@ -101,6 +103,32 @@ def vstore(typingctx, a, i, n, v):
                      [args[3], ptr, align, _first(builder, args[2])])
         return context.get_dummy_value()
     return types.none(a, types.intp, types.intp, v), codegen
+
+
+@intrinsic
+def vload16(typingctx, a, i):
+    """All 16 lanes a[i:i + 16] (a plain load: no mask, for full vectors)."""
+    if not _flat_array(a):
+        return None
+    vt = Vec16(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        ptr = _vptr(context, builder, sig.args[0], args[0], args[1], context.get_value_type(vt))
+        return builder.load(ptr, align=a.dtype.bitwidth // 8)
+    return vt(a, types.intp), codegen
+
+
+@intrinsic
+def vstore16(typingctx, a, i, v):
+    """a[i:i + 16] = v (a plain store)."""
+    if not (_flat_array(a) and isinstance(v, Vec16) and v.dtype == a.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _vptr(context, builder, sig.args[0], args[0], args[1], context.get_value_type(v))
+        builder.store(args[2], ptr, align=a.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    return types.none(a, types.intp, v), codegen
 
 
 @intrinsic
