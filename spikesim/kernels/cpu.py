@@ -40,7 +40,7 @@ from ..model.neurons import (adapt_step, alif_step, alif_step_backward, integrat
 from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH, heaviside,
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
-from .simd import nonfinite16, nonzero16, vfma, vload, vload16, vstore, vstore16
+from .simd import LANES, nonfinite16, nonzero16, vfma, vload, vload16, vstore, vstore16
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
@@ -67,18 +67,22 @@ def _surrogates(x, sg, n, sp):
     """sg[q] = surrogate derivative at x[q], one vectorisable loop per surrogate."""
     code = sp[0]
     if code == MULTI_GAUSSIAN:
-        for q in range(n):
-            sg[q] = sg_multi_gaussian(x[q], sp)
+        for q in range(0, n, LANES):
+            w = min(LANES, n - q)
+            vstore(sg, q, w, sg_multi_gaussian(vload(x, q, w), sp))
     elif code == GAUSSIAN:
-        for q in range(n):
-            sg[q] = sg_gaussian(x[q], sp)
+        for q in range(0, n, LANES):
+            w = min(LANES, n - q)
+            vstore(sg, q, w, sg_gaussian(vload(x, q, w), sp))
     elif code == LINEAR:
-        for q in range(n):
-            sg[q] = sg_linear(x[q], sp)
+        for q in range(0, n, LANES):
+            w = min(LANES, n - q)
+            vstore(sg, q, w, sg_linear(vload(x, q, w), sp))
     elif code == SLAYER:
-        for q in range(n):
-            sg[q] = sg_slayer(x[q], sp)
-    else:
+        for q in range(0, n, LANES):
+            w = min(LANES, n - q)
+            vstore(sg, q, w, sg_slayer(vload(x, q, w), sp))
+    else:                               # (the smooth mode branches: scalar)
         for q in range(n):
             sg[q] = sg_smooth(x[q], sp)
 
@@ -388,17 +392,22 @@ def _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, buf):
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
 def _alif_rows(n, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):
-    for q in range(n):
-        uq, bq, xq = alif_step(u0[q], s0[q], b0_[q], Ib[q], A[q], OA[q], R[q], OR[q], beta, b0, dt)
-        u1[q] = uq
-        b1[q] = bq
-        x[q] = xq
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        uq, bq, xq = alif_step(vload(u0, q, w), vload(s0, q, w), vload(b0_, q, w), vload(Ib, q, w),
+                               vload(A, q, w), vload(OA, q, w), vload(R, q, w), vload(OR, q, w),
+                               beta, b0, dt)
+        vstore(u1, q, w, uq)
+        vstore(b1, q, w, bq)
+        vstore(x, q, w, xq)
 
 
 @njit(**_opts)
 def _adapt_rows(n, b0_, s0, R, OR, b1):
-    for q in range(n):
-        b1[q] = adapt_step(b0_[q], s0[q], R[q], OR[q])
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        vstore(b1, q, w, adapt_step(vload(b0_, q, w), vload(s0, q, w), vload(R, q, w),
+                                    vload(OR, q, w)))
 
 
 @njit(inline="always")
@@ -445,32 +454,40 @@ def lists_sum(p0, p1, val):
 @njit(**_opts)
 def _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0, dt,
                         gs_c, grec, gu_n, gb_n, gI, ga, gr):
-    for q in range(n):
-        e = ge[q]
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        e = vload(ge, q, w)
         gu, gb, gi, gal, grh, gsp = alif_step_backward(
-            fs * e + gs_c[q] + grec[q], sg[q], fu * e, gu_n[q], gb_n[q], u1[q], u0[q], s0[q], b1[q], b0_[q],
-            A[q], OA[q], IOA[q], R[q], OR[q], beta, b0, dt)
-        gI[q] = gi
-        gs_c[q] = gsp
-        ga[q] += gal
-        gr[q] += grh
-        gu_n[q] = gu
-        gb_n[q] = gb
+            fs * e + vload(gs_c, q, w) + vload(grec, q, w), vload(sg, q, w), fu * e,
+            vload(gu_n, q, w), vload(gb_n, q, w), vload(u1, q, w), vload(u0, q, w),
+            vload(s0, q, w), vload(b1, q, w), vload(b0_, q, w), vload(A, q, w), vload(OA, q, w),
+            vload(IOA, q, w), vload(R, q, w), vload(OR, q, w), beta, b0, dt)
+        vstore(gI, q, w, gi)
+        vstore(gs_c, q, w, gsp)
+        vstore(ga, q, w, vload(ga, q, w) + gal)
+        vstore(gr, q, w, vload(gr, q, w) + grh)
+        vstore(gu_n, q, w, gu)
+        vstore(gb_n, q, w, gb)
 
 
 @njit(**_opts)
 def _integrator_rows(n, u0, Ib, A, OA, u1):
-    for q in range(n):
-        u1[q] = integrator_step(u0[q], Ib[q], A[q], OA[q])
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        vstore(u1, q, w, integrator_step(vload(u0, q, w), vload(Ib, q, w), vload(A, q, w),
+                                         vload(OA, q, w)))
 
 
 @njit(**_opts)
 def _integrator_rows_backward(n, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
-    for q in range(n):
-        gu, gi, gal = integrator_step_backward(ge[q], gu_n[q], u1[q], u0[q], A[q], OA[q], IOA[q])
-        gI[q] = gi
-        gu_n[q] = gu
-        ga[q] += gal
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        gu, gi, gal = integrator_step_backward(vload(ge, q, w), vload(gu_n, q, w), vload(u1, q, w),
+                                               vload(u0, q, w), vload(A, q, w), vload(OA, q, w),
+                                               vload(IOA, q, w))
+        vstore(gI, q, w, gi)
+        vstore(gu_n, q, w, gu)
+        vstore(ga, q, w, vload(ga, q, w) + gal)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from ..kernels.simd import Vec16, vexp, where_gt
 from .config import SurrogateConfig
 
 GAUSSIAN, MULTI_GAUSSIAN, LINEAR, SLAYER, SMOOTH = 0, 1, 2, 3, 4
@@ -48,13 +49,15 @@ def surrogate_tuple(cfg: SurrogateConfig, dtype) -> tuple:
 
 
 def fexp(x):
-    """exp(x) for x <= 0: math.exp in float64; a vectorisable polynomial in float32."""
+    """exp(x) for x <= 0: math.exp in float64; a vectorisable polynomial in float32. Also on
+    16-lane vectors (``spikesim.kernels.simd``), by the same code."""
     return math.exp(x)
 
 
 @overload(fexp, inline="always")
 def _fexp_impl(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
+    if (isinstance(x, types.Float) and x.bitwidth == 32) or (isinstance(x, Vec16)
+                                                              and x.dtype == types.float32):
         f32 = np.float32
         # exp(x) = exp(x / 64) ** 64: a 7th-order Taylor polynomial on [-20/64, 0] and six
         # squarings, all multiply-adds, so the loops around it vectorise (no SVML here, and
@@ -77,8 +80,10 @@ def _fexp_impl(x):
             p = p * p
             p = p * p
             p = p * p
-            return p * f32(x > f32(-20.0))
+            return where_gt(x, f32(-20.0), p)
         return impl
+    if isinstance(x, Vec16):
+        return lambda x: vexp(x)
     return lambda x: math.exp(x)
 
 
