@@ -27,7 +27,8 @@ deterministic for a given thread count. BLAS runs single-threaded (``compute_thr
 The neuron arithmetic lives in ``spikesim.model.neurons`` and ``spikesim.model.surrogates``;
 the kernels only loop. The surrogate is chosen once per step, outside the neuron loop, and the
 neuron loops run over the chunk's (b, j) as one flat index (in blocks of BLOCK in the
-backward), so they are branch-free and vectorise.
+backward), so they are branch-free; they, the gathers and the list masks run on explicit
+16-lane vectors (``spikesim.kernels.simd``).
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def _spikes(x, s1, n, sp):
 
 @njit(**_opts)
 def _surrogates(x, sg, n, sp):
-    """sg[q] = surrogate derivative at x[q], one vectorisable loop per surrogate."""
+    """sg[q] = surrogate derivative at x[q], one 16-lane loop per surrogate."""
     code = sp[0]
     if code == MULTI_GAUSSIAN:
         for q in range(0, n, LANES):
@@ -384,11 +385,13 @@ def _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, buf):
 
 
 # ----------------------------------------------------------------------------------------------
-# The neuron loops of one step over a chunk's flat (b, j) index, on views of the chunk's rows.
-# What keeps them (and the gathers) vectorisable: separate functions, the numpy error model (no
-# division checks), results unpacked into locals (unpacking into array elements adds an exit
-# branch), and indices that come straight from range() over views (a computed index such as
-# k + j makes Numba emit negative-index wraparound, and LLVM then gives up on the loop).
+# The neuron loops of one step over a chunk's flat (b, j) index, on views of the chunk's rows,
+# 16 lanes at a time: the scalar equations of spikesim.model applied to Vec16 values (simd.py;
+# the last vector of a row is masked). The loops left to LLVM's vectoriser stay vectorisable by
+# the numpy error model (no division checks), results unpacked into locals (unpacking into array
+# elements adds an exit branch), and indices that come straight from range() over views (a
+# computed index such as k + j makes Numba emit negative-index wraparound, and LLVM then gives
+# up on the loop).
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
 def _alif_rows(n, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):

@@ -18,6 +18,8 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
   holds (``nonzero16``, ``nonfinite16``): one vector compare instead of a loop of shifts.
 
 The arithmetic per lane is the scalar code's, in the same order, so results do not change.
+Vectors are values for registers, locals and tuples; never put them in a list or an array
+(Numba's containers do not give them the 64-byte alignment their loads assume).
 """
 from __future__ import annotations
 

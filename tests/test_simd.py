@@ -1,0 +1,149 @@
+"""The explicit vectors of spikesim.kernels.simd: masked loads and stores touch exactly their
+lanes, the overloaded arithmetic equals NumPy's, and the scalar equations give the same results
+on scalars and on 16-lane vectors (to the last bit or two: fast-math may contract the
+multiply-adds differently)."""
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+from spikesim.kernels.simd import LANES, vfma, vload, vstore, where_gt
+from spikesim.model.config import SurrogateConfig
+from spikesim.model.neurons import alif_step, alif_step_backward
+from spikesim.model.surrogates import (fexp, sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer,
+                                       surrogate_tuple)
+
+
+@njit
+def _copy_lanes(a, i, n, out, o):
+    vstore(out, o, n, vload(a, i, n))
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 15, 16])
+def test_masked_load_and_store_touch_only_their_lanes(n):
+    a = np.arange(40, dtype=np.float32)
+    out = np.full(40, -1.0, np.float32)
+    _copy_lanes(a, 3, n, out, 20)
+    want = np.full(40, -1.0, np.float32)
+    want[20:20 + n] = a[3:3 + n]
+    np.testing.assert_array_equal(out, want)
+    # a load ending exactly at the end of the array, and a store there, stay in bounds
+    tail = np.zeros(n, np.float32)
+    _copy_lanes(a, 40 - n, n, tail, 0)
+    np.testing.assert_array_equal(tail, a[40 - n:])
+
+
+@njit
+def _arith(a, b, s, out):
+    x, y = vload(a, 0, LANES), vload(b, 0, LANES)
+    vstore(out, 0, LANES, (x * y - s) + (-x) * s)
+    vstore(out, LANES, LANES, max(x, s) + abs(y) - max(s, y))
+    vstore(out, 2 * LANES, LANES, where_gt(x, s, y) + vfma(x, s, y))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vector_arithmetic_matches_numpy(dtype):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=LANES).astype(dtype), rng.normal(size=LANES).astype(dtype)
+    s = dtype(0.3)
+    out = np.zeros(3 * LANES, dtype)
+    _arith(a, b, s, out)
+    np.testing.assert_allclose(out[:LANES], (a * b - s) + (-a) * s, rtol=1e-6)
+    np.testing.assert_allclose(out[LANES:2 * LANES], np.maximum(a, s) + abs(b) - np.maximum(s, b),
+                               rtol=1e-6)
+    np.testing.assert_allclose(out[2 * LANES:], np.where(a > s, b, 0) + a + s * b, rtol=1e-6)
+
+
+SURROGATES = {"multi_gaussian": sg_multi_gaussian, "gaussian": sg_gaussian, "linear": sg_linear,
+              "slayer": sg_slayer}
+
+
+def _scalar_and_vector(f):
+    @njit(fastmath=True)
+    def scalar(x, sp, out):
+        for q in range(x.shape[0]):
+            out[q] = f(x[q], sp)
+
+    @njit(fastmath=True)
+    def vector(x, sp, out):
+        for q in range(0, x.shape[0], LANES):
+            w = min(LANES, x.shape[0] - q)
+            vstore(out, q, w, f(vload(x, q, w), sp))
+    return scalar, vector
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+def test_surrogates_on_vectors_equal_the_scalar_code(name, dtype):
+    x = np.linspace(-25, 25, 1001).astype(dtype)        # includes the exp cut-off at -20
+    sp = surrogate_tuple(SurrogateConfig(name), dtype)
+    scalar, vector = _scalar_and_vector(SURROGATES[name])
+    a, b = np.empty_like(x), np.empty_like(x)
+    scalar(x, sp, a)
+    vector(x, sp, b)
+    # float64 vectors use LLVM's exp, the scalars math.exp
+    np.testing.assert_allclose(a, b, rtol=4e-7 if dtype == np.float32 else 1e-14, atol=1e-30)
+
+
+@njit(fastmath=True)
+def _fexp_both(x, a, b):
+    for q in range(x.shape[0]):
+        a[q] = fexp(x[q])
+    for q in range(0, x.shape[0], LANES):
+        w = min(LANES, x.shape[0] - q)
+        vstore(b, q, w, fexp(vload(x, q, w)))
+
+
+def test_float32_exp_on_vectors_is_the_same_polynomial():
+    x = np.linspace(-30, 0, 777).astype(np.float32)
+    a, b = np.empty_like(x), np.empty_like(x)
+    _fexp_both(x, a, b)
+    np.testing.assert_allclose(a, b, rtol=4e-7, atol=1e-30)
+    assert np.all(b[x < -20] == 0)
+    np.testing.assert_allclose(b[x >= -20], np.exp(x[x >= -20].astype(np.float64)), rtol=1e-5)
+
+
+@njit(fastmath=True)
+def _steps(v, out_s, out_v, beta, b0, dt):
+    n = v.shape[1]
+    for q in range(n):
+        r = alif_step_backward(v[0, q], v[1, q], v[2, q], v[3, q], v[4, q], v[5, q], v[6, q],
+                               v[7, q], v[8, q], v[9, q], v[10, q], v[11, q], v[12, q],
+                               v[13, q], v[14, q], beta, b0, dt)
+        f = alif_step(v[0, q], v[1, q], v[2, q], v[3, q], v[4, q], v[5, q], v[6, q], v[7, q],
+                      beta, b0, dt)
+        for k in range(6):
+            out_s[k, q] = r[k]
+        for k in range(3):
+            out_s[6 + k, q] = f[k]
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        l0, l1, l2, l3, l4 = (vload(v[0], q, w), vload(v[1], q, w), vload(v[2], q, w),
+                              vload(v[3], q, w), vload(v[4], q, w))
+        l5, l6, l7, l8, l9 = (vload(v[5], q, w), vload(v[6], q, w), vload(v[7], q, w),
+                              vload(v[8], q, w), vload(v[9], q, w))
+        l10, l11, l12, l13, l14 = (vload(v[10], q, w), vload(v[11], q, w), vload(v[12], q, w),
+                                   vload(v[13], q, w), vload(v[14], q, w))
+        r = alif_step_backward(l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14,
+                               beta, b0, dt)
+        f = alif_step(l0, l1, l2, l3, l4, l5, l6, l7, beta, b0, dt)
+        vstore(out_v[0], q, w, r[0])
+        vstore(out_v[1], q, w, r[1])
+        vstore(out_v[2], q, w, r[2])
+        vstore(out_v[3], q, w, r[3])
+        vstore(out_v[4], q, w, r[4])
+        vstore(out_v[5], q, w, r[5])
+        vstore(out_v[6], q, w, f[0])
+        vstore(out_v[7], q, w, f[1])
+        vstore(out_v[8], q, w, f[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_neuron_equations_on_vectors_equal_the_scalar_code(dtype):
+    rng = np.random.default_rng(3)
+    v = rng.uniform(0.1, 0.9, size=(15, 37)).astype(dtype)      # 37: two full vectors + a tail
+    a, b = np.empty((9, 37), dtype), np.empty((9, 37), dtype)
+    _steps(v, a, b, dtype(1.8), dtype(0.01), dtype(1.0))
+    np.testing.assert_allclose(a, b, rtol=4e-7 if dtype == np.float32 else 1e-15, atol=1e-30)
+    assert math.isfinite(float(a.sum()))
