@@ -249,14 +249,14 @@ def _spike_lists(slot, lo, hi, B, N, sflat, p, lp0, lp1, lcol, lval):
 
 
 @njit(inline="always")
-def _scatter_row(dWf, base, N, gf, go, col, val, p, p1):
+def _scatter_row(dWf, base, S, N, gf, go, col, val, p, p1):
     """dW^T[col[q]] += val[q] * g for entries p <= q < p1, g = gf[go:go + N] one row of dL/dI,
-    held in registers 128 lanes at a time."""
+    held in registers 128 lanes at a time; dW rows (stride S) are padded to whole vectors."""
     j0 = 0
     while j0 + 128 <= N:
         g0, g1, g2, g3, g4, g5, g6, g7 = _load8(gf, go + j0)
         for q in range(p, p1):
-            k = base + col[q] * N + j0
+            k = base + col[q] * S + j0
             v = val[q]
             vstore16(dWf, k, vfma(vload16(dWf, k), v, g0))
             vstore16(dWf, k + 16, vfma(vload16(dWf, k + 16), v, g1))
@@ -267,11 +267,20 @@ def _scatter_row(dWf, base, N, gf, go, col, val, p, p1):
             vstore16(dWf, k + 96, vfma(vload16(dWf, k + 96), v, g6))
             vstore16(dWf, k + 112, vfma(vload16(dWf, k + 112), v, g7))
         j0 += 128
-    for q in range(p, p1):
-        k = base + col[q] * N
-        v = val[q]
-        for j in range(j0, N):
-            dWf[k + j] += v * gf[go + j]
+    while j0 < N:
+        w0, w1, w2, w3 = _widths(N - j0)
+        g0, g1, g2, g3 = _load4(gf, go + j0, w0, w1, w2, w3)
+        for q in range(p, p1):          # (the tests of w are hoisted out of the loop by LLVM)
+            k = base + col[q] * S + j0
+            v = val[q]
+            vstore16(dWf, k, vfma(vload16(dWf, k), v, g0))
+            if w1:
+                vstore16(dWf, k + 16, vfma(vload16(dWf, k + 16), v, g1))
+            if w2:
+                vstore16(dWf, k + 32, vfma(vload16(dWf, k + 32), v, g2))
+            if w3:
+                vstore16(dWf, k + 48, vfma(vload16(dWf, k + 48), v, g3))
+        j0 += 64
 
 
 @njit(inline="always")
@@ -283,28 +292,20 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
     ``work``), so that each row of dWT is a gather (``_gather_rows``) of the rows of dL/dI, loaded
     and stored once per step instead of once per contribution. For narrow layers
     (N < GROUP_N), or when the step has fewer than four entries per column, regrouping costs
-    more than it saves, and each entry is added where it is."""
+    more than it saves, and each entry is added where it is (``_scatter_row``). dWT is a
+    private accumulator whose rows are padded to whole vectors (``_private_rows``)."""
     cnt, start, rows, vals = work
     ncol = cnt.shape[0]
     dWf, gf = dWT.reshape(-1), gI2.reshape(-1)
-    base = c * ncol * N
+    S = dWT.shape[2]                        # row stride of dWT (padded)
+    base = c * ncol * S
     total = 0
     for b in range(lo, hi):
         total += p1[t * B + b] - p0[t * B + b]
     if N < GROUP_N or total < 4 * ncol:
-        if N >= 128:
-            for b in range(lo, hi):
-                r = t * B + b
-                _scatter_row(dWf, base, N, gf, (b - lo) * N, col, val, p0[r], p1[r])
-            return
-        for b in range(lo, hi):         # (a plain loop: vector stores here stalled the next
-            g = gI2[b - lo]             # entry's loads of the same row)
+        for b in range(lo, hi):
             r = t * B + b
-            for p in range(p0[r], p1[r]):
-                d = dWT[c, col[p]]
-                v = val[p]
-                for j in range(N):
-                    d[j] += v * g[j]
+            _scatter_row(dWf, base, S, N, gf, (b - lo) * N, col, val, p0[r], p1[r])
         return
     for i in range(ncol):
         cnt[i] = 0
@@ -326,7 +327,7 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
             cnt[i] += 1
     for i in range(ncol):
         if cnt[i] > start[i]:
-            o = base + i * N
+            o = base + i * S
             _gather_rows(dWf, o, dWf, o, N, gf, rows, vals, start[i], cnt[i], gf, rows, vals, 0, 0)
 
 
@@ -336,6 +337,13 @@ def _private(a):
     sum into private memory and add to their slice once at the end, so that two threads never
     write the same cache line (the slices of neighbouring chunks share lines)."""
     return np.zeros((1,) + a.shape[1:], a.dtype)
+
+
+@njit(inline="always")
+def _private_rows(a):
+    """``_private`` for weight gradients (nch, ncol, N), with rows padded to whole vectors
+    (a multiple of 16 lanes), so that scatters update them with unmasked vector stores."""
+    return np.zeros((1, a.shape[1], (a.shape[2] + 15) // 16 * 16), a.dtype)
 
 
 @njit(inline="always")
@@ -609,7 +617,7 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     ebuf = np.empty((nb, N), dtype)
     xwork = scatter_work(dWinT.shape[1], nb, dtype)
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
-    dWin_l, db_l, dWrec_l = _private(dWinT), _private(db), _private(dWrecT)
+    dWin_l, db_l, dWrec_l = _private_rows(dWinT), _private(db), _private_rows(dWrecT)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
     segb = np.zeros((CHECK + 1, n), dtype)  # b of slots k*CHECK .. k*CHECK + CHECK
@@ -649,9 +657,9 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
             grho[c, j] += gr[k * N + j]
-    dWinT[c] += dWin_l[0]
+    dWinT[c] += dWin_l[0, :, :dWinT.shape[2]]
     db[c] += db_l[0]
-    dWrecT[c] += dWrec_l[0]
+    dWrecT[c] += dWrec_l[0, :, :dWrecT.shape[2]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -688,7 +696,7 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     gI2 = gI.reshape(nb, N)
     ga = np.zeros(n, u.dtype)
     xwork = scatter_work(dWinT.shape[1], nb, u.dtype)
-    dWin_l, db_l = _private(dWinT), _private(db)
+    dWin_l, db_l = _private_rows(dWinT), _private(db)
     for t in range(T - 1, -1, -1):
         e = off + n
         _integrator_rows_backward(n, gu_ext[t].reshape(-1)[off:e], u[t + 1].reshape(-1)[off:e],
@@ -699,5 +707,5 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     for k in range(nb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
-    dWinT[c] += dWin_l[0]
+    dWinT[c] += dWin_l[0, :, :dWinT.shape[2]]
     db[c] += db_l[0]
