@@ -17,7 +17,8 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
 - ``lanes16(test)`` builds f(a, i): a 16-bit mask of the lanes of a[i:i + 16] where ``test``
   holds (``nonzero16``, ``nonfinite16``): one vector compare instead of a loop of shifts.
 
-The arithmetic per lane is the scalar code's, in the same order, so results do not change.
+The arithmetic per lane is the scalar code's, in the same order; fast-math may still contract
+a multiply-add differently from the scalar loop (a last-bit difference).
 Vectors are values for registers, locals and tuples; never put them in a list or an array
 (Numba's containers do not give them the 64-byte alignment their loads assume).
 """
