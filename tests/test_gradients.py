@@ -153,3 +153,22 @@ def test_trace_state_matches_the_numpy_reference(name):
     rates = [r for r in trace.firing_rates() if r is not None]
     want = [ref[l.name]["s"].mean() for l in cfg.layers if l.spiking]
     np.testing.assert_allclose(rates, want, rtol=1e-12)
+
+
+def test_wide_layer_sparse_scatters_against_the_reference():
+    """The "wide" network with one batch row per chunk: each step has fewer than four entries
+    per column, so its weight gradients take the per-entry scatter (``cpu._scatter_row``,
+    a 128-lane block and a rest) instead of the grouped one; checked against the NumPy
+    reference in float64."""
+    from validation.reference_numpy import reference_loss_and_grads
+    cfg = gradcheck.task_topologies(quick=True)["wide"]
+    net, x, labels, state = gradcheck.reference_problem("wide", cfg, quick=True)
+    x, labels = x[:2], labels[:2]
+    state = {k: tuple(a[:2] for a in v) for k, v in state.items()}
+    loss, grads, _, trace = net.loss_and_grad(x, labels, state)
+    s = trace.layers[0].s_full
+    assert 0 < (s != 0).sum(axis=(1, 2)).max() < 4 * cfg.layers[0].size   # per-entry path
+    rloss, rgrads = reference_loss_and_grads(cfg, net.params, x, labels, state)
+    assert abs(loss - rloss) <= 1e-12 * abs(rloss)
+    for k in grads:
+        assert gradcheck.rel_err(grads[k], rgrads[k]) <= 1e-12, k

@@ -130,10 +130,11 @@ def task_topologies(quick=False) -> dict:
                                     LossConfig("ce_sum_spike", 0)),
         "smnist-icons": NetworkConfig(20, [L(16, "rec", b_j0=0.1), L(8, "rec", b_j0=0.1),
                                            L(10, "integrator")], LossConfig("ce_sum_softmax", 0)),
-        # wide layers: gathered recurrent input, weight-gradient scatters grouped by column
-        # (cpu.GROUP_N and up, four or more entries per column and step), and a layer at least
-        # eight times narrower than its input (it sends dL/dI down: gx_mode 2)
-        "wide": NetworkConfig(8, [L(72, "rec", b_j0=0.01, beta=0.1, tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
+        # wide layers: gathered recurrent input (136 = a full 128-lane block and a masked
+        # rest), weight-gradient scatters grouped by column (cpu.GROUP_N and up, four or more
+        # entries per column and step), and a layer at least eight times narrower than its
+        # input (it sends dL/dI down: gx_mode 2)
+        "wide": NetworkConfig(8, [L(136, "rec", b_j0=0.01, beta=0.1, tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
                                   L(8, "dense", b_j0=0.02, tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg)],
                               LossConfig("ce_sum_spike", 5)),
     }
