@@ -68,24 +68,25 @@ def _surrogates(x, sg, n, sp):
     """sg[q] = surrogate derivative at x[q], one 16-lane loop per surrogate."""
     code = sp[0]
     if code == MULTI_GAUSSIAN:
-        for q in range(0, n, LANES):
-            w = min(LANES, n - q)
-            vstore(sg, q, w, sg_multi_gaussian(vload(x, q, w), sp))
+        _map16(sg_multi_gaussian, x, sg, n, sp)
     elif code == GAUSSIAN:
-        for q in range(0, n, LANES):
-            w = min(LANES, n - q)
-            vstore(sg, q, w, sg_gaussian(vload(x, q, w), sp))
+        _map16(sg_gaussian, x, sg, n, sp)
     elif code == LINEAR:
-        for q in range(0, n, LANES):
-            w = min(LANES, n - q)
-            vstore(sg, q, w, sg_linear(vload(x, q, w), sp))
+        _map16(sg_linear, x, sg, n, sp)
     elif code == SLAYER:
-        for q in range(0, n, LANES):
-            w = min(LANES, n - q)
-            vstore(sg, q, w, sg_slayer(vload(x, q, w), sp))
+        _map16(sg_slayer, x, sg, n, sp)
     else:                               # (the smooth mode branches: scalar)
         for q in range(n):
             sg[q] = sg_smooth(x[q], sp)
+
+
+@njit(inline="always")
+def _map16(f, x, out, n, sp):
+    """out[q] = f(x[q], sp) for q < n, 16 lanes at a time (f: a scalar function of
+    ``spikesim.model`` that also takes vectors)."""
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        vstore(out, q, w, f(vload(x, q, w), sp))
 
 
 @njit(inline="always")
