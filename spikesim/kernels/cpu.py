@@ -41,7 +41,7 @@ from ..model.neurons import (adapt_step, alif_step, alif_step_backward, integrat
 from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH, heaviside,
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
-from .simd import LANES, nonfinite16, nonzero16, vfma, vload, vload16, vstore, vstore16
+from .simd import LANES, at, nonfinite16, nonzero16, vfma, vload, vload16, vstore, vstore16
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
@@ -53,14 +53,15 @@ CHECK = 8             # the adaptation trace b is kept every CHECK steps and rec
 # Helpers (inlined)
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def _spikes(x, s1, n, sp):
-    """s1[q] = spike(x[q]) for q < n: Heaviside, or the smooth mode's sigmoid."""
+def _spikes(x, s1, o, n, sp):
+    """s1[o + q] = spike(x[q]) for q < n: Heaviside, or the smooth mode's sigmoid."""
     if sp[0] == SMOOTH:
         for q in range(n):
-            s1[q] = smooth_spike(x[q], sp)
+            s1[o + q] = smooth_spike(x[q], sp)
     else:
-        for q in range(n):
-            s1[q] = heaviside(x[q], sp)
+        for q in range(0, n, LANES):
+            w = min(LANES, n - q)
+            vstore(s1, o + q, w, heaviside(vload(x, q, w), sp))
 
 
 @njit(**_opts)
@@ -87,6 +88,22 @@ def _map16(f, x, out, n, sp):
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
         vstore(out, q, w, f(vload(x, q, w), sp))
+
+
+@njit(inline="always")
+def _copy(dst, od, src, os, n):
+    """dst[od:od + n] = src[os:os + n], 16 lanes at a time (a loop of a[o + q] = ... would not
+    vectorise: Numba guards a computed index against negative values)."""
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        vstore(dst, od + q, w, vload(src, os + q, w))
+
+
+@njit(inline="always")
+def _zero(a, o, n):
+    """a[o:o + n] = 0, 16 lanes at a time (a load of no lanes gives zeros)."""
+    for q in range(0, n, LANES):
+        vstore(a, o + q, min(LANES, n - q), vload(a, o, 0))
 
 
 @njit(inline="always")
@@ -190,12 +207,11 @@ def _gather_rows(out, o, init, io, N, W1, c1, v1, p, p1, W2, c2, v2, q, q1):
 
 
 @njit(inline="always")
-def _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1, lcol,
+def _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, Wi, bias, Wr, rec, lp0, lp1, lcol,
                    lval, Ib):
     """Ib[(b - lo) * N + j] = bias + W_in x_t + W_rec s_{t-1} for the chunk's rows: gathers of
     rows of W_in^T over the input's non-zeros and of W_rec^T over the layer's own spikes of
-    step t-1 (its lists, row t * B + b = slot t)."""
-    Wi, Wr = WinT.reshape(-1), WrecT.reshape(-1)
+    step t-1 (its lists, row t * B + b = slot t); Wi, Wr: the transposed weights, flat."""
     for b in range(lo, hi):
         r = t * B + b
         _gather_rows(Ib, (b - lo) * N, bias, 0, N, Wi, xcol, xval, xp0[r], xp1[r], Wr, lcol, lval,
@@ -217,9 +233,10 @@ def _mask64(v, g, w):
 
 
 @njit(inline="always")
-def _spike_lists(slot, lo, hi, B, N, sflat, p, lp0, lp1, lcol, lval):
-    """Append the non-zeros of the chunk's spikes of one slot (``sflat``: rows b in [lo, hi),
-    flat) to the lists from offset p, and set each row's bounds; returns the next offset.
+def _spike_lists(slot, lo, hi, B, N, sflat, so, p, lp0, lp1, lcol, lval):
+    """Append the non-zeros of the chunk's spikes of one slot (``sflat[so:]``: rows b in
+    [lo, hi), flat) to the lists from offset p, and set each row's bounds; returns the next
+    offset.
     Per 64 neurons: a bit mask, then one step per set bit (count-trailing-zeros), 3.5x faster
     than a branch or a branch-free store per neuron. The masks run over the flat chunk, so
     narrow layers get full 64-wide masks too."""
@@ -228,7 +245,7 @@ def _spike_lists(slot, lo, hi, B, N, sflat, p, lp0, lp1, lcol, lval):
     end = N
     lp0[r] = p
     for g in range(0, n, 64):
-        m = _mask64(sflat, g, min(64, n - g))
+        m = _mask64(sflat, so + g, min(64, n - g))
         while m:
             q = g + trailing_zeros(m)
             while q >= end:
@@ -237,7 +254,7 @@ def _spike_lists(slot, lo, hi, B, N, sflat, p, lp0, lp1, lcol, lval):
                 lp0[r] = p
                 end += N
             lcol[p] = q - (end - N)
-            lval[p] = sflat[q]
+            lval[p] = sflat[so + q]
             p += 1
             m &= m - np.uint64(1)
     while True:                     # close the last row with a spike and any empty rows after it
@@ -285,7 +302,7 @@ def _scatter_row(dWf, base, S, N, gf, go, col, val, p, p1):
 
 
 @njit(inline="always")
-def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
+def _scatter_add(c, t, lo, hi, B, N, gf, p0, p1, col, val, dWf, work):
     """dWT[c, i] += sum over the chunk's rows b of step t of v * dL/dI_t[b], for each entry
     (i, v) of row t*B + b of the lists: the weight gradient of a gathered input.
 
@@ -294,11 +311,11 @@ def _scatter_add(c, t, lo, hi, B, N, gI2, p0, p1, col, val, dWT, work):
     and stored once per step instead of once per contribution. For narrow layers
     (N < GROUP_N), or when the step has fewer than four entries per column, regrouping costs
     more than it saves, and each entry is added where it is (``_scatter_row``). dWT is a
-    private accumulator whose rows are padded to whole vectors (``_private_rows``)."""
+    private accumulator whose rows are padded to whole vectors (``_private_rows``), passed flat
+    (dWf), as dL/dI (gf, rows of N)."""
     cnt, start, rows, vals = work
     ncol = cnt.shape[0]
-    dWf, gf = dWT.reshape(-1), gI2.reshape(-1)
-    S = dWT.shape[2]                        # row stride of dWT (padded)
+    S = (N + 15) // 16 * 16                 # row stride of dWT (padded)
     base = c * ncol * S
     total = 0
     for b in range(lo, hi):
@@ -357,40 +374,39 @@ def scatter_work(ncol, nb, dtype):
 @njit(inline="always")
 def _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, lp0, lp1, lcol,
                   lval, dWrecT, xwork, lwork):
-    """Add step t's contributions to dW_in^T, db and dW_rec^T: scatter-adds of the rows of
-    dL/dI over the input's non-zeros and, from the layer's own spike lists (row t*B + b is
-    slot t, i.e. s_{t-1}), over the spikes of step t-1."""
-    dbc = db[c]
-    for b in range(lo, hi):
-        g = gI[(b - lo) * N:(b - lo + 1) * N]
-        for j in range(N):
-            dbc[j] += g[j]
-    gI2 = gI.reshape(hi - lo, N)
-    _scatter_add(c, t, lo, hi, B, N, gI2, xp0, xp1, xcol, xval, dWinT, xwork)
+    """Add step t's contributions to dW_in^T, db and dW_rec^T (flat private accumulators):
+    scatter-adds of the rows of dL/dI over the input's non-zeros and, from the layer's own
+    spike lists (row t*B + b is slot t, i.e. s_{t-1}), over the spikes of step t-1."""
+    for b in range(hi - lo):
+        for q in range(0, N, LANES):
+            w = min(LANES, N - q)
+            vstore(db, q, w, vload(db, q, w) + vload(gI, b * N + q, w))
+    _scatter_add(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, xwork)
     if rec:
-        _scatter_add(c, t, lo, hi, B, N, gI2, lp0, lp1, lcol, lval, dWrecT, lwork)
+        _scatter_add(c, t, lo, hi, B, N, gI, lp0, lp1, lcol, lval, dWrecT, lwork)
 
 
 @njit(inline="always")
-def _input_grad(t, lo, hi, gI2, Win, gx, gx_mode):
+def _input_grad(t, lo, hi, gI, gI2, Win, gx, gxf, gx_mode):
     """What the layer below needs of step t: with ``gx_mode`` 1, gx[t, lo:hi] = dL/dI_t W_in =
     dL/dx_t; with 2, gx[t, lo:hi] = dL/dI_t itself, when the layer is narrower than its input
     (the layer below forms the product per step: ``_ext_grad``), so the wide (T, B, N_in)
     array is never written and read back; 0: nothing (the first layer)."""
     if gx_mode == 1:
         np.dot(gI2, Win, gx[t, lo:hi])
-    elif gx_mode == 2:
-        gx[t, lo:hi] = gI2
+    elif gx_mode == 2:                  # gxf, gI: gx and gI2 flat
+        _copy(gxf, (t * gx.shape[1] + lo) * gI2.shape[1], gI, 0, gI.shape[0])
 
 
 @njit(inline="always")
-def _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, buf):
-    """The gradient arriving from outside the layer for step t and the chunk's rows, flat:
-    g_ext[t, lo:hi], or g_ext[t, lo:hi] @ W_ext when the layer above sent dL/dI (gx_mode 2)."""
+def _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, buf, bf):
+    """The gradient arriving from outside the layer for step t and the chunk's rows, as a flat
+    array and an offset: g_ext[t, lo:hi] (gef: g_ext flat), or g_ext[t, lo:hi] @ W_ext in buf
+    (bf: buf flat) when the layer above sent dL/dI (gx_mode 2)."""
     if ext_prod:
         np.dot(g_ext[t, lo:hi], W_ext, buf)
-        return buf.reshape(-1)
-    return g_ext[t, lo:hi].reshape(-1)
+        return bf, 0
+    return gef, (t * g_ext.shape[1] + lo) * g_ext.shape[2]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,35 +419,38 @@ def _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, buf):
 # up on the loop).
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def _alif_rows(n, u0, s0, b0_, Ib, A, OA, R, OR, beta, b0, dt, u1, b1, x):
+def _alif_rows(n, uf, ou0, ou1, sf, bf, o0, o1, Ib, A, OA, R, OR, beta, b0, dt, x):
+    """One forward step of n neurons: u from uf[ou0:] into uf[ou1:], s_{t-1} and b_{t-1} from
+    sf, bf[o0:], b_t into bf[o1:]; x = u - B."""
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
-        uq, bq, xq = alif_step(vload(u0, q, w), vload(s0, q, w), vload(b0_, q, w), vload(Ib, q, w),
-                               vload(A, q, w), vload(OA, q, w), vload(R, q, w), vload(OR, q, w),
-                               beta, b0, dt)
-        vstore(u1, q, w, uq)
-        vstore(b1, q, w, bq)
+        uq, bq, xq = alif_step(vload(uf, ou0 + q, w), vload(sf, o0 + q, w), vload(bf, o0 + q, w),
+                               vload(Ib, q, w), vload(A, q, w), vload(OA, q, w), vload(R, q, w),
+                               vload(OR, q, w), beta, b0, dt)
+        vstore(uf, ou1 + q, w, uq)
+        vstore(bf, o1 + q, w, bq)
         vstore(x, q, w, xq)
 
 
 @njit(**_opts)
-def _adapt_rows(n, b0_, s0, R, OR, b1):
+def _adapt_rows(n, bf, o0, sf, os, R, OR, o1):
+    """bf[o1 + q] = adapt_step(bf[o0 + q], sf[os + q]) for q < n."""
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
-        vstore(b1, q, w, adapt_step(vload(b0_, q, w), vload(s0, q, w), vload(R, q, w),
-                                    vload(OR, q, w)))
+        vstore(bf, o1 + q, w, adapt_step(vload(bf, o0 + q, w), vload(sf, os + q, w),
+                                         vload(R, q, w), vload(OR, q, w)))
 
 
 @njit(inline="always")
-def _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out):
-    """out (flat, rows b in [lo, hi)) = the spikes of one slot, from the lists."""
-    for q in range(out.shape[0]):
-        out[q] = 0
+def _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out, o):
+    """out[o:o + (hi - lo) * N] (rows b in [lo, hi), flat) = the spikes of one slot, from the
+    lists."""
+    _zero(out, o, (hi - lo) * N)
     for b in range(lo, hi):
         r = slot * B + b
-        o = out[(b - lo) * N:(b - lo + 1) * N]
+        ob = o + (b - lo) * N
         for p in range(lp0[r], lp1[r]):
-            o[lcol[p]] = lval[p]
+            out[ob + at(lcol, p)] = at(lval, p)
 
 
 @njit(**_opts)
@@ -439,7 +458,7 @@ def lists_to_dense(lo, hi, B, lp0, lp1, lcol, lval, out):
     """out (S, B, N) = the dense array of the lists' rows slot * B + b (b in [lo, hi))."""
     N = out.shape[2]
     for slot in range(out.shape[0]):
-        _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out[slot, lo:hi].reshape(-1))
+        _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out.reshape(-1), (slot * B + lo) * N)
 
 
 @njit(**_opts)
@@ -449,8 +468,9 @@ def adaptation_trace(s, b_init, rho, omr, bt):
     S, B, N = s.shape
     R, OR = _tile(rho, B), _tile(omr, B)
     bt[0] = b_init
+    bf, sf, n = bt.reshape(-1), s.reshape(-1), B * N
     for t in range(1, S):
-        _adapt_rows(B * N, bt[t - 1].reshape(-1), s[t - 1].reshape(-1), R, OR, bt[t].reshape(-1))
+        _adapt_rows(n, bf, (t - 1) * n, sf, (t - 1) * n, R, OR, t * n)
 
 
 @njit(cache=True, nogil=True)
@@ -464,39 +484,45 @@ def lists_sum(p0, p1, val):
 
 
 @njit(**_opts)
-def _alif_rows_backward(n, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0, dt,
-                        gs_c, grec, gu_n, gb_n, gI, ga, gr):
+def _alif_rows_backward(n, ge, oe, fs, fu, sg, uf, ou1, ou0, sf, os, bf, ob1, ob0, A, OA, IOA, R,
+                        OR, beta, b0, dt, o, gs_c, grec, gu_n, gb_n, gI, ga, gr):
+    """One backward step of n neurons: u_t, u_{t-1} at uf[ou1:], uf[ou0:], s_{t-1} at sf[os:],
+    b_t, b_{t-1} at bf[ob1:], bf[ob0:], the external gradient at ge[oe:]; the chunk's state
+    gradients gs_c, grec, gu_n, gb_n, gI from offset o; sg, the constants, ga and gr per
+    position in the block."""
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
-        e = vload(ge, q, w)
+        e = vload(ge, oe + q, w)
         gu, gb, gi, gal, grh, gsp = alif_step_backward(
-            fs * e + vload(gs_c, q, w) + vload(grec, q, w), vload(sg, q, w), fu * e,
-            vload(gu_n, q, w), vload(gb_n, q, w), vload(u1, q, w), vload(u0, q, w),
-            vload(s0, q, w), vload(b1, q, w), vload(b0_, q, w), vload(A, q, w), vload(OA, q, w),
-            vload(IOA, q, w), vload(R, q, w), vload(OR, q, w), beta, b0, dt)
-        vstore(gI, q, w, gi)
-        vstore(gs_c, q, w, gsp)
+            fs * e + vload(gs_c, o + q, w) + vload(grec, o + q, w), vload(sg, q, w), fu * e,
+            vload(gu_n, o + q, w), vload(gb_n, o + q, w), vload(uf, ou1 + q, w),
+            vload(uf, ou0 + q, w), vload(sf, os + q, w), vload(bf, ob1 + q, w),
+            vload(bf, ob0 + q, w), vload(A, q, w), vload(OA, q, w), vload(IOA, q, w),
+            vload(R, q, w), vload(OR, q, w), beta, b0, dt)
+        vstore(gI, o + q, w, gi)
+        vstore(gs_c, o + q, w, gsp)
         vstore(ga, q, w, vload(ga, q, w) + gal)
         vstore(gr, q, w, vload(gr, q, w) + grh)
-        vstore(gu_n, q, w, gu)
-        vstore(gb_n, q, w, gb)
+        vstore(gu_n, o + q, w, gu)
+        vstore(gb_n, o + q, w, gb)
 
 
 @njit(**_opts)
-def _integrator_rows(n, u0, Ib, A, OA, u1):
+def _integrator_rows(n, uf, ou0, ou1, Ib, A, OA):
+    """u from uf[ou0:] into uf[ou1:] for n readout neurons."""
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
-        vstore(u1, q, w, integrator_step(vload(u0, q, w), vload(Ib, q, w), vload(A, q, w),
-                                         vload(OA, q, w)))
+        vstore(uf, ou1 + q, w, integrator_step(vload(uf, ou0 + q, w), vload(Ib, q, w),
+                                               vload(A, q, w), vload(OA, q, w)))
 
 
 @njit(**_opts)
-def _integrator_rows_backward(n, ge, u1, u0, A, OA, IOA, gu_n, gI, ga):
+def _integrator_rows_backward(n, ge, oe, uf, ou1, ou0, A, OA, IOA, gu_n, gI, ga):
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
-        gu, gi, gal = integrator_step_backward(vload(ge, q, w), vload(gu_n, q, w), vload(u1, q, w),
-                                               vload(u0, q, w), vload(A, q, w), vload(OA, q, w),
-                                               vload(IOA, q, w))
+        gu, gi, gal = integrator_step_backward(vload(ge, oe + q, w), vload(gu_n, q, w),
+                                               vload(uf, ou1 + q, w), vload(uf, ou0 + q, w),
+                                               vload(A, q, w), vload(OA, q, w), vload(IOA, q, w))
         vstore(gI, q, w, gi)
         vstore(gu_n, q, w, gu)
         vstore(ga, q, w, vload(ga, q, w) + gal)
@@ -565,17 +591,21 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
     sr[0] = s_init[lo:hi].reshape(-1)
     br[0] = b_init[lo:hi].reshape(-1)
     bchk[0, lo:hi] = b_init[lo:hi]
-    p = _spike_lists(0, lo, hi, B, N, sr[0], lo * (T + 1) * N, lp0, lp1, lcol, lval)
+    # flat views, made once: a view made inside the time loop costs two atomic reference-count
+    # updates and a call that spills the vector registers (a tenth of the step's time)
+    uf, sf, bf, cf = u.reshape(-1), sr.reshape(-1), br.reshape(-1), bchk.reshape(-1)
+    Wi, Wr = WinT.reshape(-1), WrecT.reshape(-1)
+    p = _spike_lists(0, lo, hi, B, N, sf, 0, lo * (T + 1) * N, lp0, lp1, lcol, lval)
     for t in range(T):
-        cur, nxt = t % 2, (t + 1) % 2
-        _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, lp0, lp1,
+        cur, nxt = (t % 2) * n, ((t + 1) % 2) * n
+        _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, Wi, bias, Wr, rec, lp0, lp1,
                        lcol, lval, Ib)
-        _alif_rows(n, u[t].reshape(-1)[off:off + n], sr[cur], br[cur], Ib, A, OA, R, OR, beta, b0,
-                   dt, u[t + 1].reshape(-1)[off:off + n], br[nxt], x)
-        _spikes(x, sr[nxt], n, sp)
-        p = _spike_lists(t + 1, lo, hi, B, N, sr[nxt], p, lp0, lp1, lcol, lval)
+        _alif_rows(n, uf, t * B * N + off, (t + 1) * B * N + off, sf, bf, cur, nxt, Ib, A, OA, R,
+                   OR, beta, b0, dt, x)
+        _spikes(x, sf, nxt, n, sp)
+        p = _spike_lists(t + 1, lo, hi, B, N, sf, nxt, p, lp0, lp1, lcol, lval)
         if (t + 1) % CHECK == 0:
-            bchk[(t + 1) // CHECK, lo:hi] = br[nxt].reshape(nb, N)
+            _copy(cf, (t + 1) // CHECK * B * N + off, bf, nxt, n)
     s_last[lo:hi] = sr[T % 2].reshape(nb, N)
     b_last[lo:hi] = br[T % 2].reshape(nb, N)
 
@@ -621,39 +651,42 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     dWin_l, db_l, dWrec_l = _private_rows(dWinT), _private(db), _private_rows(dWrecT)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
-    segb = np.zeros((CHECK + 1, n), dtype)  # b of slots k*CHECK .. k*CHECK + CHECK
-    segs = np.empty((CHECK, n), dtype)      # s of slots k*CHECK .. k*CHECK + CHECK - 1
+    segb = np.zeros((CHECK + 1) * n, dtype)  # b of slots k*CHECK .. k*CHECK + CHECK (flat)
+    segs = np.empty(CHECK * n, dtype)        # s of slots k*CHECK .. k*CHECK + CHECK - 1
+    # flat views, made once (see alif_forward)
+    uf, cf, gef, ebf = u.reshape(-1), bchk.reshape(-1), g_ext.reshape(-1), ebuf.reshape(-1)
+    dWin_f, dWrec_f, db_f, gxf = dWin_l.reshape(-1), dWrec_l.reshape(-1), db_l[0], gx.reshape(-1)
     for t in range(T - 1, -1, -1):
         k0s = (t // CHECK) * CHECK
         if t == T - 1 or t % CHECK == CHECK - 1:       # rebuild the span [k0s, t + 1]
             if beta != 0:                  # (LIF: b never enters, and stays 0 here)
-                segb[0] = bchk[t // CHECK, lo:hi].reshape(-1)
+                _copy(segb, 0, cf, t // CHECK * B * N + off, n)
             for j in range(t + 1 - k0s):
-                _dense_slot(k0s + j, lo, hi, B, N, lp0, lp1, lcol, lval, segs[j])
+                _dense_slot(k0s + j, lo, hi, B, N, lp0, lp1, lcol, lval, segs, j * n)
                 if beta == 0:
                     continue
                 for k0 in range(0, nb, rb):
                     q0, q1 = k0 * N, min(nb, k0 + rb) * N
-                    _adapt_rows(q1 - q0, segb[j, q0:q1], segs[j, q0:q1], R, OR, segb[j + 1, q0:q1])
+                    _adapt_rows(q1 - q0, segb, j * n + q0, segs, j * n + q0, R, OR,
+                                (j + 1) * n + q0)
         if rec and t + 1 < T:
             np.dot(gI2, Wrec, rbuf)             # W_rec^T dL/dI_{t+1}, added in the rows below
-        gext = _ext_grad(t, lo, hi, g_ext, W_ext, ext_prod, ebuf)
+        ge, oe = _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, ebuf, ebf)
         j = t - k0s
         for k0 in range(0, nb, rb):
             q0, q1 = k0 * N, min(nb, k0 + rb) * N
-            mq, e0, e1 = q1 - q0, off + q0, off + q1
-            ge = gext[q0:q1]
-            u0, u1 = u[t].reshape(-1)[e0:e1], u[t + 1].reshape(-1)[e0:e1]
-            s0, b0_, b1 = segs[j, q0:q1], segb[j, q0:q1], segb[j + 1, q0:q1]
-            for q in range(mq):
-                x[q] = u1[q] - (b0 + beta * b1[q])
+            mq, ou0, ou1 = q1 - q0, t * B * N + off + q0, (t + 1) * B * N + off + q0
+            ob0, ob1 = j * n + q0, (j + 1) * n + q0
+            u1v, b1v = uf[ou1:ou1 + mq], segb[ob1:ob1 + mq]     # (over views, so that LLVM
+            for q in range(mq):                                # vectorises it as before: a
+                x[q] = u1v[q] - (b0 + beta * b1v[q])            # Vec16 form rounds differently)
             _surrogates(x, sg, mq, sp)
-            _alif_rows_backward(mq, ge, fs, fu, sg, u1, u0, s0, b1, b0_, A, OA, IOA, R, OR, beta, b0,
-                                dt, gs_c[q0:q1], rflat[q0:q1], gu_n[q0:q1], gb_n[q0:q1], gI[q0:q1],
-                                ga, gr)
-        _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_l, db_l, rec, lp0, lp1,
-                      lcol, lval, dWrec_l, xwork, lwork)
-        _input_grad(t, lo, hi, gI2, Win, gx, gx_mode)
+            _alif_rows_backward(mq, ge, oe + q0, fs, fu, sg, uf, ou1, ou0, segs, ob0, segb, ob1,
+                                ob0, A, OA, IOA, R, OR, beta, b0, dt, q0, gs_c, rflat, gu_n, gb_n,
+                                gI, ga, gr)
+        _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_f, db_f, rec, lp0, lp1,
+                      lcol, lval, dWrec_f, xwork, lwork)
+        _input_grad(t, lo, hi, gI, gI2, Win, gx, gxf, gx_mode)
     for k in range(rb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
@@ -675,11 +708,11 @@ def integrator_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, alpha, oma, 
     n, off = nb * N, lo * N
     A, OA = _tile(alpha, nb), _tile(oma, nb)
     Ib = np.empty(n, u.dtype)
+    uf, Wi = u.reshape(-1), WinT.reshape(-1)
     for t in range(T):
-        _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, WinT, bias, WinT, False, xp0, xp1,
+        _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, Wi, bias, Wi, False, xp0, xp1,
                        xcol, xval, Ib)
-        e = off + n
-        _integrator_rows(n, u[t].reshape(-1)[off:e], Ib, A, OA, u[t + 1].reshape(-1)[off:e])
+        _integrator_rows(n, uf, t * B * N + off, (t + 1) * B * N + off, Ib, A, OA)
 
 
 @njit(**_opts)
@@ -698,13 +731,14 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     ga = np.zeros(n, u.dtype)
     xwork = scatter_work(dWinT.shape[1], nb, u.dtype)
     dWin_l, db_l = _private_rows(dWinT), _private(db)
+    uf, gef, dWin_f, db_f, gxf = (u.reshape(-1), gu_ext.reshape(-1), dWin_l.reshape(-1), db_l[0],
+                                  gx.reshape(-1))
     for t in range(T - 1, -1, -1):
-        e = off + n
-        _integrator_rows_backward(n, gu_ext[t].reshape(-1)[off:e], u[t + 1].reshape(-1)[off:e],
-                                  u[t].reshape(-1)[off:e], A, OA, IOA, gu_n, gI, ga)
-        _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_l, db_l, False, xp0, xp1,
-                      xcol, xval, dWin_l, xwork, xwork)
-        _input_grad(t, lo, hi, gI2, Win, gx, gx_mode)
+        _integrator_rows_backward(n, gef, t * B * N + off, uf, (t + 1) * B * N + off,
+                                  t * B * N + off, A, OA, IOA, gu_n, gI, ga)
+        _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_f, db_f, False, xp0, xp1,
+                      xcol, xval, dWin_f, xwork, xwork)
+        _input_grad(t, lo, hi, gI, gI2, Win, gx, gxf, gx_mode)
     for k in range(nb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]

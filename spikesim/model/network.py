@@ -382,7 +382,8 @@ class Network:
             alpha, oma, rho, omr, dt = self._consts(layer)
             Win = p[f"{n}.W_in"]
             # what the layer below gets: dL/dx (T,B,Nin), or dL/dI (T,B,N) when that is smaller
-            gx_mode = 0 if li == 0 else (2 if 8 * N <= Nin else 1)
+            # (less memory traffic: the layer below then forms the product per step)
+            gx_mode = 0 if li == 0 else (2 if N < Nin else 1)
             gx = (self._buf(f"{li}.gx", (T, B, N if gx_mode == 2 else Nin)) if gx_mode
                   else np.zeros((1, 1, 1), d))
             dWinT = np.zeros((nch, Nin, N), d)

@@ -98,8 +98,8 @@ def _sigmoid(kx, one):
 
 @njit(inline="always")
 def heaviside(x, sp):
-    """H(x): 1 where x > 0 strictly (as torch's gt(0)), else 0."""
-    return sp[8] if x > sp[9] else sp[9]
+    """H(x): 1 where x > 0 strictly (as torch's gt(0)), else 0 (scalars or vectors)."""
+    return where_gt(x, sp[9], sp[8])
 
 
 @njit(inline="always")
