@@ -41,6 +41,7 @@ from ..model.neurons import (adapt_step, alif_step, alif_step_backward, integrat
 from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH, heaviside,
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
+from .blas import matmul
 from .simd import LANES, at, nonfinite16, nonzero16, vfma, vload, vload16, vstore, vstore16
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -387,26 +388,31 @@ def _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, 
 
 
 @njit(inline="always")
-def _input_grad(t, lo, hi, gI, gI2, Win, gx, gxf, gx_mode):
+def _input_grad(t, lo, hi, gI, Win, gx, gxf, gx_mode):
     """What the layer below needs of step t: with ``gx_mode`` 1, gx[t, lo:hi] = dL/dI_t W_in =
     dL/dx_t; with 2, gx[t, lo:hi] = dL/dI_t itself, when the layer is narrower than its input
     (the layer below forms the product per step: ``_ext_grad``), so the wide (T, B, N_in)
-    array is never written and read back; 0: nothing (the first layer)."""
+    array is never written and read back; 0: nothing (the first layer). gI, Win, gxf: flat."""
+    N = gI.shape[0] // (hi - lo)
     if gx_mode == 1:
-        np.dot(gI2, Win, gx[t, lo:hi])
-    elif gx_mode == 2:                  # gxf, gI: gx and gI2 flat
-        _copy(gxf, (t * gx.shape[1] + lo) * gI2.shape[1], gI, 0, gI.shape[0])
+        M = gx.shape[2]
+        matmul(gI, 0, Win, gxf, (t * gx.shape[1] + lo) * M, hi - lo, N, M)
+    elif gx_mode == 2:
+        _copy(gxf, (t * gx.shape[1] + lo) * N, gI, 0, gI.shape[0])
 
 
 @njit(inline="always")
-def _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, buf, bf):
-    """The gradient arriving from outside the layer for step t and the chunk's rows, as a flat
-    array and an offset: g_ext[t, lo:hi] (gef: g_ext flat), or g_ext[t, lo:hi] @ W_ext in buf
-    (bf: buf flat) when the layer above sent dL/dI (gx_mode 2)."""
+def _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, bf):
+    """Where the gradient arriving from outside the layer for step t and the chunk's rows
+    starts: in g_ext (gef: g_ext flat), or, when the layer above sent dL/dI (gx_mode 2), in bf
+    after it is formed there as g_ext[t, lo:hi] @ W_ext (M, N; W_ext flat). The caller picks
+    the array once (an array chosen per step costs reference counting)."""
+    o = (t * g_ext.shape[1] + lo) * g_ext.shape[2]
     if ext_prod:
-        np.dot(g_ext[t, lo:hi], W_ext, buf)
-        return bf, 0
-    return gef, (t * g_ext.shape[1] + lo) * g_ext.shape[2]
+        M = g_ext.shape[2]
+        matmul(gef, o, W_ext, bf, 0, hi - lo, M, W_ext.shape[0] // M)
+        return 0
+    return o
 
 
 # ----------------------------------------------------------------------------------------------
@@ -638,14 +644,12 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     gb_n = np.zeros(n, dtype)           # dL/db_{t+1}
     gs_c = np.zeros(n, dtype)           # terms of dL/ds_t produced by step t+1
     gI = np.zeros(n, dtype)             # dL/dI_t of the chunk (after the step: dL/dI_{t+1})
-    gI2 = gI.reshape(nb, N)
     ga = np.zeros(m, dtype)             # dL/dalpha and dL/drho, per position in a block
     gr = np.zeros(m, dtype)
-    rbuf = np.zeros((nb, N), dtype)
-    rflat = rbuf.reshape(-1)
+    rflat = np.zeros(n, dtype)          # W_rec^T dL/dI_{t+1}
     x = np.empty(m, dtype)
     sg = np.empty(m, dtype)
-    ebuf = np.empty((nb, N), dtype)
+    ebf = np.empty(n, dtype)            # the external gradient, when formed here
     xwork = scatter_work(dWinT.shape[1], nb, dtype)
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
     dWin_l, db_l, dWrec_l = _private_rows(dWinT), _private(db), _private_rows(dWrecT)
@@ -654,7 +658,9 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     segb = np.zeros((CHECK + 1) * n, dtype)  # b of slots k*CHECK .. k*CHECK + CHECK (flat)
     segs = np.empty(CHECK * n, dtype)        # s of slots k*CHECK .. k*CHECK + CHECK - 1
     # flat views, made once (see alif_forward)
-    uf, cf, gef, ebf = u.reshape(-1), bchk.reshape(-1), g_ext.reshape(-1), ebuf.reshape(-1)
+    uf, cf, gef = u.reshape(-1), bchk.reshape(-1), g_ext.reshape(-1)
+    Wif, Wrf, Wef = Win.reshape(-1), Wrec.reshape(-1), W_ext.reshape(-1)
+    ge = ebf if ext_prod else gef       # the external gradient's array (``_ext_grad``)
     dWin_f, dWrec_f, db_f, gxf = dWin_l.reshape(-1), dWrec_l.reshape(-1), db_l[0], gx.reshape(-1)
     for t in range(T - 1, -1, -1):
         k0s = (t // CHECK) * CHECK
@@ -670,23 +676,22 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
                     _adapt_rows(q1 - q0, segb, j * n + q0, segs, j * n + q0, R, OR,
                                 (j + 1) * n + q0)
         if rec and t + 1 < T:
-            np.dot(gI2, Wrec, rbuf)             # W_rec^T dL/dI_{t+1}, added in the rows below
-        ge, oe = _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, ebuf, ebf)
+            matmul(gI, 0, Wrf, rflat, 0, nb, N, N)  # W_rec^T dL/dI_{t+1}, added in the rows below
+        oe = _ext_grad(t, lo, hi, g_ext, gef, Wef, ext_prod, ebf)
         j = t - k0s
         for k0 in range(0, nb, rb):
             q0, q1 = k0 * N, min(nb, k0 + rb) * N
             mq, ou0, ou1 = q1 - q0, t * B * N + off + q0, (t + 1) * B * N + off + q0
             ob0, ob1 = j * n + q0, (j + 1) * n + q0
-            u1v, b1v = uf[ou1:ou1 + mq], segb[ob1:ob1 + mq]     # (over views, so that LLVM
-            for q in range(mq):                                # vectorises it as before: a
-                x[q] = u1v[q] - (b0 + beta * b1v[q])            # Vec16 form rounds differently)
+            for q in range(mq):     # (left to LLVM's vectoriser: a Vec16 form rounds differently)
+                x[q] = at(uf, ou1 + q) - (b0 + beta * at(segb, ob1 + q))
             _surrogates(x, sg, mq, sp)
             _alif_rows_backward(mq, ge, oe + q0, fs, fu, sg, uf, ou1, ou0, segs, ob0, segb, ob1,
                                 ob0, A, OA, IOA, R, OR, beta, b0, dt, q0, gs_c, rflat, gu_n, gb_n,
                                 gI, ga, gr)
         _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_f, db_f, rec, lp0, lp1,
                       lcol, lval, dWrec_f, xwork, lwork)
-        _input_grad(t, lo, hi, gI, gI2, Win, gx, gxf, gx_mode)
+        _input_grad(t, lo, hi, gI, Wif, gx, gxf, gx_mode)
     for k in range(rb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]
@@ -727,18 +732,17 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     IOA = np.ones(n, OA.dtype) / OA
     gu_n = np.zeros(n, u.dtype)
     gI = np.zeros(n, u.dtype)
-    gI2 = gI.reshape(nb, N)
     ga = np.zeros(n, u.dtype)
     xwork = scatter_work(dWinT.shape[1], nb, u.dtype)
     dWin_l, db_l = _private_rows(dWinT), _private(db)
-    uf, gef, dWin_f, db_f, gxf = (u.reshape(-1), gu_ext.reshape(-1), dWin_l.reshape(-1), db_l[0],
-                                  gx.reshape(-1))
+    uf, gef, dWin_f, db_f, gxf, Wif = (u.reshape(-1), gu_ext.reshape(-1), dWin_l.reshape(-1),
+                                       db_l[0], gx.reshape(-1), Win.reshape(-1))
     for t in range(T - 1, -1, -1):
         _integrator_rows_backward(n, gef, t * B * N + off, uf, (t + 1) * B * N + off,
                                   t * B * N + off, A, OA, IOA, gu_n, gI, ga)
         _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_f, db_f, False, xp0, xp1,
                       xcol, xval, dWin_f, xwork, xwork)
-        _input_grad(t, lo, hi, gI, gI2, Win, gx, gxf, gx_mode)
+        _input_grad(t, lo, hi, gI, Wif, gx, gxf, gx_mode)
     for k in range(nb):
         for j in range(N):
             galpha[c, j] += ga[k * N + j]

@@ -380,7 +380,7 @@ class Network:
             Nin = tr.n_in
             nch = n_chunks(B)
             alpha, oma, rho, omr, dt = self._consts(layer)
-            Win = p[f"{n}.W_in"]
+            Win = np.ascontiguousarray(p[f"{n}.W_in"])
             # what the layer below gets: dL/dx (T,B,Nin), or dL/dI (T,B,N) when that is smaller
             # (less memory traffic: the layer below then forms the product per step)
             gx_mode = 0 if li == 0 else (2 if N < Nin else 1)
@@ -392,7 +392,7 @@ class Network:
             if layer.spiking:
                 dWrecT = np.zeros((nch, N, N) if layer.recurrent else (nch, 1, 1), d)
                 grho = np.zeros((nch, N), d)
-                Wrec = p[f"{n}.W_rec"] if layer.recurrent else np.zeros((1, 1), d)
+                Wrec = np.ascontiguousarray(p[f"{n}.W_rec"]) if layer.recurrent else np.zeros((1, 1), d)
                 sp = surrogate_tuple(layer.surrogate, d)
                 run_chunks(cpu.alif_backward, B, g_ext, W_ext, ext_prod, ext_on_u, tr.u_full, tr.b_check,
                            *tr.x_lists, *tr.s_lists, Win, gx, gx_mode, Wrec, layer.recurrent, alpha, oma,
