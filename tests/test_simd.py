@@ -8,11 +8,25 @@ import numpy as np
 import pytest
 from numba import njit
 
-from spikesim.kernels.simd import LANES, vfma, vload, vstore, where_gt
+from spikesim.kernels.simd import LANES, at, vfma, vload, vstore, where_gt
 from spikesim.model.config import SurrogateConfig
 from spikesim.model.neurons import alif_step, alif_step_backward
 from spikesim.model.surrogates import (fexp, sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer,
                                        surrogate_tuple)
+
+
+@njit
+def _at_sum(a, o, n):
+    tot = a[0] - a[0]
+    for k in range(n):
+        tot += at(a, o + k)
+    return tot
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32, np.float64])
+def test_at_reads_the_element_at_a_computed_index(dtype):
+    a = (np.arange(50) * 3 - 7).astype(dtype)
+    assert _at_sum(a, 11, 20) == a[11:31].sum()
 
 
 @njit

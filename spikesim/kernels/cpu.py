@@ -29,6 +29,11 @@ the kernels only loop. The surrogate is chosen once per step, outside the neuron
 neuron loops run over the chunk's (b, j) as one flat index (in blocks of BLOCK in the
 backward), so they are branch-free; they, the gathers and the list masks run on explicit
 16-lane vectors (``spikesim.kernels.simd``).
+
+Inside the time loops there are no array views: each kernel makes its flat views once, and
+everything in the loop takes flat arrays and integer offsets (a view costs atomic
+reference-count updates and a call; see docs/architecture.md). The per-step matrix products
+call BLAS the same way (``spikesim.kernels.blas.matmul``).
 """
 from __future__ import annotations
 
@@ -416,13 +421,13 @@ def _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, bf):
 
 
 # ----------------------------------------------------------------------------------------------
-# The neuron loops of one step over a chunk's flat (b, j) index, on views of the chunk's rows,
-# 16 lanes at a time: the scalar equations of spikesim.model applied to Vec16 values (simd.py;
-# the last vector of a row is masked). The loops left to LLVM's vectoriser stay vectorisable by
-# the numpy error model (no division checks), results unpacked into locals (unpacking into array
-# elements adds an exit branch), and indices that come straight from range() over views (a
-# computed index such as k + j makes Numba emit negative-index wraparound, and LLVM then gives
-# up on the loop).
+# The neuron loops of one step over a chunk's flat (b, j) index, on flat arrays from given
+# offsets, 16 lanes at a time: the scalar equations of spikesim.model applied to Vec16 values
+# (simd.py; the last vector is masked). The vector loads and stores take computed indices; the
+# loops left to LLVM's vectoriser stay vectorisable by the numpy error model (no division
+# checks), results unpacked into locals (unpacking into array elements adds an exit branch),
+# and indices straight from range() or through ``simd.at`` (a computed index such as k + j
+# makes Numba emit negative-index wraparound, and LLVM then gives up on the loop).
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
 def _alif_rows(n, uf, ou0, ou1, sf, bf, o0, o1, Ib, A, OA, R, OR, beta, b0, dt, x):
