@@ -519,6 +519,28 @@ def _alif_rows_backward(n, ge, oe, fs, fu, sg, uf, ou1, ou0, sf, os, bf, ob1, ob
 
 
 @njit(**_opts)
+def _lif_rows_backward(n, ge, oe, fs, fu, sg, uf, ou1, ou0, sf, os, bf, ob1, A, OA, IOA, beta, b0,
+                       dt, o, gs_c, grec, gu_n, gI, ga):
+    """``_alif_rows_backward`` for beta = 0 (LIF): the same equation, without the adaptation
+    trace's terms, which are then zero (dL/db and dL/drho stay 0; gb_n and gr are not touched).
+    B is still formed from the (zero) b vector, and rho, 1 - rho, b_{t-1} and dL/db_{t+1} enter as
+    a run-time zero, so that every result rounds exactly as in the general loop."""
+    z = dt - dt
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        e = vload(ge, oe + q, w)
+        gu, gb, gi, gal, grh, gsp = alif_step_backward(
+            fs * e + vload(gs_c, o + q, w) + vload(grec, o + q, w), vload(sg, q, w), fu * e, vload(
+                gu_n, o + q, w), z, vload(uf, ou1 + q, w), vload(uf, ou0 + q, w),
+            vload(sf, os + q, w), vload(bf, ob1 + q, w), z, vload(A, q, w), vload(OA, q, w),
+            vload(IOA, q, w), z, z, beta, b0, dt)
+        vstore(gI, o + q, w, gi)
+        vstore(gs_c, o + q, w, gsp)
+        vstore(ga, q, w, vload(ga, q, w) + gal)
+        vstore(gu_n, o + q, w, gu)
+
+
+@njit(**_opts)
 def _integrator_rows(n, uf, ou0, ou1, Ib, A, OA):
     """u from uf[ou0:] into uf[ou1:] for n readout neurons."""
     for q in range(0, n, LANES):
@@ -691,9 +713,13 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
             for q in range(mq):     # (left to LLVM's vectoriser: a Vec16 form rounds differently)
                 x[q] = at(uf, ou1 + q) - (b0 + beta * at(segb, ob1 + q))
             _surrogates(x, sg, mq, sp)
-            _alif_rows_backward(mq, ge, oe + q0, fs, fu, sg, uf, ou1, ou0, segs, ob0, segb, ob1,
-                                ob0, A, OA, IOA, R, OR, beta, b0, dt, q0, gs_c, rflat, gu_n, gb_n,
-                                gI, ga, gr)
+            if beta == 0:
+                _lif_rows_backward(mq, ge, oe + q0, fs, fu, sg, uf, ou1, ou0, segs, ob0, segb,
+                                   ob1, A, OA, IOA, beta, b0, dt, q0, gs_c, rflat, gu_n, gI, ga)
+            else:
+                _alif_rows_backward(mq, ge, oe + q0, fs, fu, sg, uf, ou1, ou0, segs, ob0, segb,
+                                    ob1, ob0, A, OA, IOA, R, OR, beta, b0, dt, q0, gs_c, rflat,
+                                    gu_n, gb_n, gI, ga, gr)
         _weight_grads(0, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWin_f, db_f, rec, lp0, lp1,
                       lcol, lval, dWrec_f, xwork, lwork)
         _input_grad(t, lo, hi, gI, Wif, gx, gxf, gx_mode)
