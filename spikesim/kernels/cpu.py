@@ -60,14 +60,10 @@ CHECK = 8             # the adaptation trace b is kept every CHECK steps and rec
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
 def _spikes(x, s1, o, n, sp):
-    """s1[o + q] = spike(x[q]) for q < n: Heaviside, or the smooth mode's sigmoid."""
-    if sp[0] == SMOOTH:
-        for q in range(n):
-            s1[o + q] = smooth_spike(x[q], sp)
-    else:
-        for q in range(0, n, LANES):
-            w = min(LANES, n - q)
-            vstore(s1, o + q, w, heaviside(vload(x, q, w), sp))
+    """s1[o + q] = the smooth mode's spike, sigmoid(k x[q]), for q < n (the Heaviside spikes
+    come from ``_alif_rows``)."""
+    for q in range(n):
+        s1[o + q] = smooth_spike(x[q], sp)
 
 
 @njit(**_opts)
@@ -430,9 +426,10 @@ def _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, bf):
 # makes Numba emit negative-index wraparound, and LLVM then gives up on the loop).
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def _alif_rows(n, uf, ou0, ou1, sf, bf, o0, o1, Ib, A, OA, R, OR, beta, b0, dt, x):
+def _alif_rows(n, uf, ou0, ou1, sf, bf, o0, o1, Ib, A, OA, R, OR, beta, b0, dt, x, sp):
     """One forward step of n neurons: u from uf[ou0:] into uf[ou1:], s_{t-1} and b_{t-1} from
-    sf, bf[o0:], b_t into bf[o1:]; x = u - B."""
+    sf, bf[o0:], b_t into bf[o1:]; x = u - B, and the Heaviside spike H(x) into sf[o1:] (the
+    smooth mode's spikes are then written over it by ``_spikes``)."""
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
         uq, bq, xq = alif_step(vload(uf, ou0 + q, w), vload(sf, o0 + q, w), vload(bf, o0 + q, w),
@@ -441,6 +438,7 @@ def _alif_rows(n, uf, ou0, ou1, sf, bf, o0, o1, Ib, A, OA, R, OR, beta, b0, dt, 
         vstore(uf, ou1 + q, w, uq)
         vstore(bf, o1 + q, w, bq)
         vstore(x, q, w, xq)
+        vstore(sf, o1 + q, w, heaviside(xq, sp))
 
 
 @njit(**_opts)
@@ -634,8 +632,9 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
         _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, Wi, bias, Wr, rec, lp0, lp1,
                        lcol, lval, Ib)
         _alif_rows(n, uf, t * B * N + off, (t + 1) * B * N + off, sf, bf, cur, nxt, Ib, A, OA, R,
-                   OR, beta, b0, dt, x)
-        _spikes(x, sf, nxt, n, sp)
+                   OR, beta, b0, dt, x, sp)
+        if sp[0] == SMOOTH:
+            _spikes(x, sf, nxt, n, sp)
         p = _spike_lists(t + 1, lo, hi, B, N, sf, nxt, p, lp0, lp1, lcol, lval)
         if (t + 1) % CHECK == 0:
             _copy(cf, (t + 1) // CHECK * B * N + off, bf, nxt, n)
