@@ -151,12 +151,10 @@ def nll_per_step(out, labels, start=0, grad=True, carry=None):
     nch = n_chunks(len(y))
     parts = np.zeros(nch)
     hits = np.zeros(nch, np.int64)
-    p2 = np.empty(len(y), np.int64)
-    run_chunks(_nll_rows, len(y), u2, y, out.dtype.type(1.0 / B), g2, grad, parts, p2, hits,
-               nch=nch)
-    loss = parts.sum() / B
     pred = np.empty((T, B), np.int64)                       # (B, T) below: all steps
-    pred[start:] = p2.reshape(T - start, B)
+    run_chunks(_nll_rows, len(y), u2, y, out.dtype.type(1.0 / B), g2, grad, parts,
+               pred[start:].reshape(-1), hits, nch=nch)
+    loss = parts.sum() / B
     pred[:start] = out[:start].argmax(axis=2)
     return LossResult(float(loss), g if grad else None, pred.T, int(hits.sum()),
                       int(np.count_nonzero(y >= 0)))
