@@ -21,6 +21,13 @@ from ..train import losses
 # ----------------------------------------------------------------------------------------------
 # Initialisation
 # ----------------------------------------------------------------------------------------------
+def _run_calls(c, lo, hi, calls):
+    """kernel(c, lo, hi, *args) for each (kernel, args) of ``calls`` in order: one chunk's share
+    of several kernels in a single hand-off to the thread pool."""
+    for kernel, args in calls:
+        kernel(c, lo, hi, *args)
+
+
 def _init_weight(kind: str, shape, rng: np.random.Generator) -> np.ndarray:
     fan_out, fan_in = shape
     if kind == "zeros":
@@ -299,9 +306,13 @@ class Network:
         return a
 
     def _forward(self, x, state) -> Trace:
+        """All layers' kernels for one chunk of the batch run in one hand-off to the thread pool
+        (``_run_calls``): a chunk's rows depend on nothing outside the chunk, and each hand-off
+        costs a thread wake-up (about 80 us here, per call)."""
         B, T, _ = x.shape
         trace = Trace()
-        lists, n_in = self._input_lists(x), x.shape[2]
+        lists, bad, calls = self._input_lists_call(x)
+        n_in = x.shape[2]
         for li, layer in enumerate(self.config.layers):
             n, N = layer.name, layer.size
             WinT = np.ascontiguousarray(self.params[f"{n}.W_in"].T)
@@ -322,33 +333,35 @@ class Network:
                 s_lists = (self._list_buf(f"{li}.p0", R, np.int64), self._list_buf(f"{li}.p1", R, np.int64),
                            self._list_buf(f"{li}.col", R * N, np.int32),
                            self._list_buf(f"{li}.val", R * N, self.dtype))
-                run_chunks(cpu.alif_forward, B, *lists, WinT, bias, WrecT, layer.recurrent, alpha,
-                           oma, rho, omr, self.dtype.type(layer.beta), self.dtype.type(layer.b_j0), dt,
-                           sp, u, s0, b0, bchk, s_last, b_last, *s_lists)
+                calls.append((cpu.alif_forward, (*lists, WinT, bias, WrecT, layer.recurrent, alpha,
+                              oma, rho, omr, self.dtype.type(layer.beta),
+                              self.dtype.type(layer.b_j0), dt, sp, u, s0, b0, bchk, s_last,
+                              b_last, *s_lists)))
                 ltr = LayerTrace(lists, s_lists, n_in, u, bchk, s_last, b_last, rho, omr)
             else:
                 s_lists = None
-                run_chunks(cpu.integrator_forward, B, *lists, WinT, bias, alpha, oma, u)
+                calls.append((cpu.integrator_forward, (*lists, WinT, bias, alpha, oma, u)))
                 ltr = LayerTrace(lists, None, n_in, u)
-            if not np.isfinite(u[-1]).all():        # NaN/inf persist in the membrane once in it
-                raise ValueError(f"layer {layer.name!r} produced NaN or inf")
             trace.layers.append(ltr)
             if s_lists is not None:     # the next layer reads s_0..s_{T-1}: slots 1..T, rows B..
                 lists, n_in = (s_lists[0][B:], s_lists[1][B:], s_lists[2], s_lists[3]), N
-        return trace
-
-    def _input_lists(self, X):
-        """The non-zeros of each row t*B + b of the input X (B,T,N) as lists (p0, p1, col,
-        val). Raises ValueError on NaN or inf."""
-        B, T, N = X.shape
-        nch = n_chunks(B)
-        bad = np.zeros(nch, np.int64)
-        lists = (self._list_buf("x.p0", T * B, np.int64), self._list_buf("x.p1", T * B, np.int64),
-                 self._list_buf("x.col", T * B * N, np.int32), self._list_buf("x.val", T * B * N, self.dtype))
-        run_chunks(cpu.input_lists, B, X, *lists, bad, nch=nch)
+        run_chunks(_run_calls, B, calls, nch=n_chunks(B))
         if bad.any():
             raise ValueError("input contains NaN or inf")
-        return lists
+        for layer, ltr in zip(self.config.layers, trace.layers):
+            if not np.isfinite(ltr.u_full[-1]).all():   # NaN/inf persist in the membrane
+                raise ValueError(f"layer {layer.name!r} produced NaN or inf")
+        return trace
+
+    def _input_lists_call(self, X):
+        """The lists (p0, p1, col, val) that will hold the non-zeros of each row t*B + b of the
+        input X (B,T,N), the per-chunk count of NaN/inf found, and the kernel call that fills
+        them, as a list of (kernel, args) for ``_run_calls``."""
+        B, T, N = X.shape
+        bad = np.zeros(n_chunks(B), np.int64)
+        lists = (self._list_buf("x.p0", T * B, np.int64), self._list_buf("x.p1", T * B, np.int64),
+                 self._list_buf("x.col", T * B * N, np.int32), self._list_buf("x.val", T * B * N, self.dtype))
+        return lists, bad, [(cpu.input_lists, (X, *lists, bad))]
 
     def _list_buf(self, key, n, dtype) -> np.ndarray:
         """A 1D work array for lists, reused when ``reuse_buffers`` is on. Lists are allocated
@@ -368,53 +381,62 @@ class Network:
             return self._backward(trace, g_out)
 
     def _backward(self, trace: Trace, g_out) -> dict:
+        """All layers' backward kernels for one chunk run in one hand-off to the thread pool
+        (``_run_calls``, as in ``_forward``); the chunks' partial sums are reduced after."""
         cfg, p, d = self.config, self.params, self.dtype
         grads = {}
         g_ext = np.ascontiguousarray(g_out, dtype=d)
         W_ext, ext_prod = np.zeros((1, 1), d), False
         ext_on_u = int(cfg.loss.readout == "mem")
+        calls, sums = [], []
+        B = g_ext.shape[1]
+        nch = n_chunks(B)
         for li in range(len(cfg.layers) - 1, -1, -1):
             layer, tr = cfg.layers[li], trace.layers[li]
-            n = layer.name
             T, B, N = tr.u.shape
             Nin = tr.n_in
-            nch = n_chunks(B)
             alpha, oma, rho, omr, dt = self._consts(layer)
-            Win = np.ascontiguousarray(p[f"{n}.W_in"])
+            Win = np.ascontiguousarray(p[f"{layer.name}.W_in"])
             # what the layer below gets: dL/dx (T,B,Nin), or dL/dI (T,B,N) when that is smaller
             # (less memory traffic: the layer below then forms the product per step)
             gx_mode = 0 if li == 0 else (2 if N < Nin else 1)
             gx = (self._buf(f"{li}.gx", (T, B, N if gx_mode == 2 else Nin)) if gx_mode
                   else np.zeros((1, 1, 1), d))
-            dWinT = np.zeros((nch, Nin, N), d)
-            db = np.zeros((nch, N), d)
-            galpha = np.zeros((nch, N), d)
+            acc = {"W_in": np.zeros((nch, Nin, N), d), "b": np.zeros((nch, N), d),
+                   "alpha": np.zeros((nch, N), d)}
             if layer.spiking:
-                dWrecT = np.zeros((nch, N, N) if layer.recurrent else (nch, 1, 1), d)
-                grho = np.zeros((nch, N), d)
-                Wrec = np.ascontiguousarray(p[f"{n}.W_rec"]) if layer.recurrent else np.zeros((1, 1), d)
+                acc["W_rec"] = np.zeros((nch, N, N) if layer.recurrent else (nch, 1, 1), d)
+                acc["rho"] = np.zeros((nch, N), d)
+                Wrec = (np.ascontiguousarray(p[f"{layer.name}.W_rec"]) if layer.recurrent
+                        else np.zeros((1, 1), d))
                 sp = surrogate_tuple(layer.surrogate, d)
-                run_chunks(cpu.alif_backward, B, g_ext, W_ext, ext_prod, ext_on_u, tr.u_full, tr.b_check,
-                           *tr.x_lists, *tr.s_lists, Win, gx, gx_mode, Wrec, layer.recurrent, alpha, oma,
-                           rho, omr,
-                           d.type(layer.beta), d.type(layer.b_j0), dt, sp, dWinT, db, dWrecT,
-                           galpha, grho, nch=nch)
+                calls.append((cpu.alif_backward, (
+                    g_ext, W_ext, ext_prod, ext_on_u, tr.u_full, tr.b_check, *tr.x_lists,
+                    *tr.s_lists, Win, gx, gx_mode, Wrec, layer.recurrent, alpha, oma, rho, omr,
+                    d.type(layer.beta), d.type(layer.b_j0), dt, sp, acc["W_in"], acc["b"],
+                    acc["W_rec"], acc["alpha"], acc["rho"])))
+            else:
+                calls.append((cpu.integrator_backward, (
+                    g_ext, tr.u_full, *tr.x_lists, Win, gx, gx_mode, alpha, oma, acc["W_in"],
+                    acc["b"], acc["alpha"])))
+            sums.append((layer, acc, alpha, rho, dt))
+            g_ext, ext_on_u, W_ext, ext_prod = gx, 0, Win, gx_mode == 2
+        run_chunks(_run_calls, B, calls, nch=nch)
+        for layer, acc, alpha, rho, dt in sums:
+            n = layer.name
+            if layer.spiking:
                 tau = p[f"{n}.tau_adp"]
-                g = grho.sum(0) * rho * dt / (tau * tau)
+                g = acc["rho"].sum(0) * rho * dt / (tau * tau)
                 grads[f"{n}.tau_adp"] = g.astype(d) if layer.train_tau_adp else np.zeros_like(tau)
                 if layer.recurrent:
-                    grads[f"{n}.W_rec"] = np.ascontiguousarray(dWrecT.sum(0).T)
-            else:
-                run_chunks(cpu.integrator_backward, B, g_ext, tr.u_full, *tr.x_lists, Win, gx, gx_mode,
-                           alpha, oma, dWinT, db, galpha, nch=nch)
+                    grads[f"{n}.W_rec"] = np.ascontiguousarray(acc["W_rec"].sum(0).T)
             tau = p[f"{n}.tau_m"]
-            g = galpha.sum(0) * alpha * dt / (tau * tau)
+            g = acc["alpha"].sum(0) * alpha * dt / (tau * tau)
             grads[f"{n}.tau_m"] = g.astype(d) if layer.train_tau_m else np.zeros_like(tau)
-            grads[f"{n}.W_in"] = np.ascontiguousarray(dWinT.sum(0).T)
-            grads[f"{n}.b_in"] = db.sum(0)
+            grads[f"{n}.W_in"] = np.ascontiguousarray(acc["W_in"].sum(0).T)
+            grads[f"{n}.b_in"] = acc["b"].sum(0)
             if layer.recurrent:
                 grads[f"{n}.b_rec"] = grads[f"{n}.b_in"].copy()
-            g_ext, ext_on_u, W_ext, ext_prod = gx, 0, Win, gx_mode == 2
         return {k: grads[k] for k in p}
 
     # -- loss ------------------------------------------------------------------------------------
