@@ -14,16 +14,14 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.linalg import ensure_blas, get_blas_kind, make_constant_slot
 
+from .simd import _flat_array
+
 _char = ir.IntType(8)
-
-
-def _flat(a):
-    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
 
 
 @intrinsic
 def matmul(typingctx, a, oa, b, c, oc, m, k, n):
-    if not (_flat(a) and _flat(b) and _flat(c) and a.dtype == b.dtype == c.dtype
+    if not (_flat_array(a) and _flat_array(b) and _flat_array(c) and a.dtype == b.dtype == c.dtype
             and a.dtype in (types.float32, types.float64)):
         return None
     ensure_blas()

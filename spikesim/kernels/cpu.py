@@ -528,8 +528,8 @@ def _lif_rows_backward(n, ge, oe, fs, fu, sg, uf, ou1, ou0, sf, os, bf, ob1, A, 
         w = min(LANES, n - q)
         e = vload(ge, oe + q, w)
         gu, gb, gi, gal, grh, gsp = alif_step_backward(
-            fs * e + vload(gs_c, o + q, w) + vload(grec, o + q, w), vload(sg, q, w), fu * e, vload(
-                gu_n, o + q, w), z, vload(uf, ou1 + q, w), vload(uf, ou0 + q, w),
+            fs * e + vload(gs_c, o + q, w) + vload(grec, o + q, w), vload(sg, q, w), fu * e,
+            vload(gu_n, o + q, w), z, vload(uf, ou1 + q, w), vload(uf, ou0 + q, w),
             vload(sf, os + q, w), vload(bf, ob1 + q, w), z, vload(A, q, w), vload(OA, q, w),
             vload(IOA, q, w), z, z, beta, b0, dt)
         vstore(gI, o + q, w, gi)

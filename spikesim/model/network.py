@@ -21,13 +21,6 @@ from ..train import losses
 # ----------------------------------------------------------------------------------------------
 # Initialisation
 # ----------------------------------------------------------------------------------------------
-def _run_calls(c, lo, hi, calls):
-    """kernel(c, lo, hi, *args) for each (kernel, args) of ``calls`` in order: one chunk's share
-    of several kernels in a single hand-off to the thread pool."""
-    for kernel, args in calls:
-        kernel(c, lo, hi, *args)
-
-
 def _init_weight(kind: str, shape, rng: np.random.Generator) -> np.ndarray:
     fan_out, fan_in = shape
     if kind == "zeros":
@@ -218,6 +211,13 @@ class Trace:
 # ----------------------------------------------------------------------------------------------
 # The network
 # ----------------------------------------------------------------------------------------------
+def _run_calls(c, lo, hi, calls):
+    """kernel(c, lo, hi, *args) for each (kernel, args) of ``calls`` in order: one chunk's share
+    of several kernels in a single hand-off to the thread pool."""
+    for kernel, args in calls:
+        kernel(c, lo, hi, *args)
+
+
 class Network:
     """A configured chain of layers with its parameters; forward, loss and gradients."""
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ..kernels.simd import LANES, vload, vstore
 from ..kernels.threads import n_chunks, run_chunks
 from ..model.config import LOSSES
-from ..kernels.simd import LANES, vload, vstore
 from ..model.surrogates import fexp
 
 
