@@ -127,6 +127,24 @@ def test_results_do_not_depend_on_thread_count_beyond_rounding():
         assert np.array_equal(g2[k], g3[k]), "same thread count must give identical results"
 
 
+def test_backward_runs_in_the_forward_chunks_when_the_thread_count_changes():
+    """The kernels read each chunk's list entries as one run (``cpu._entry_rows``): a backward
+    under another thread count must still use the forward's chunks, and give its results."""
+    cfg, net = _two_layer(np.float64)
+    rng = np.random.default_rng(6)
+    x = (rng.random((7, 20, 6)) < 0.4) * 1.0
+    y = rng.integers(0, 4, 7)
+    with compute_threads(2):
+        _, g2, _, _ = net.loss_and_grad(x, y)
+        trace = net.forward(x)
+        res = net.loss(trace, y, grad=True)
+    assert trace.nch == 2
+    with compute_threads(1):
+        g1 = net.backward(trace, res.grad)
+    for k in g2:
+        assert np.array_equal(g1[k], g2[k]), k
+
+
 @pytest.mark.parametrize("name", ["shd", "wide"])
 def test_trace_state_matches_the_numpy_reference(name):
     """The trace keeps only u in full (spikes as lists, b every few steps): the dense s and b it

@@ -16,7 +16,9 @@ r = slot * B + b (entries p0[r] <= p < p1[r] of (col, val)), written by the forw
 it produces them; the adaptation trace b only every CHECK slots, rebuilt by the backward. The
 data arrive as the same kind of lists (``input_lists``). So input projections, recurrent
 inputs and the weight gradients are gathers and scatter-adds over what fired, exact for any
-values (smooth spikes, analog data, a random initial state) and cheap for sparse ones.
+values (smooth spikes, analog data, a random initial state) and cheap for sparse ones. The
+entries of a chunk's rows of one step follow each other in row order (p1[r] = p0[r + 1]), so a
+narrow layer can run over a whole step's entries in one loop (``_entry_rows``).
 
 Parallelism: every kernel is serial and releases the GIL; it works on chunk ``c`` of the batch,
 rows [lo, hi), and ``spikesim.kernels.threads.run_chunks`` runs the chunks on a thread pool.
@@ -47,7 +49,8 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
 from .blas import matmul
-from .simd import LANES, at, nonfinite16, nonzero16, vfma, vload, vload16, vstore, vstore16
+from .simd import (LANES, at, nonfinite16, nonzero16, vadd_ordered, vfma, vload, vload16, vstore,
+                   vstore16)
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
@@ -304,6 +307,45 @@ def _scatter_row(dWf, base, S, N, gf, go, col, val, p, p1):
 
 
 @njit(inline="always")
+def _entry_rows(t, lo, hi, B, p0, p1, rows):
+    """rows[k] = b - lo for the entries P0 + k, k < n, of the chunk's rows b of step t (row
+    t * B + b), which follow each other; returns (P0, n). Branch-free: a count at each row's
+    first entry, then a running sum. (A loop over each row's few entries mispredicts its exit
+    about once per row, which cost narrow layers more than the entries' own work.)"""
+    P0 = p0[t * B + lo]
+    n = p1[t * B + hi - 1] - P0
+    for k in range(n + 1):
+        rows[k] = 0
+    for b in range(lo, hi):
+        rows[p0[t * B + b] - P0] += 1
+    acc = -1
+    for k in range(n):
+        acc += rows[k]
+        rows[k] = acc
+    return P0, n
+
+
+@njit(inline="always")
+def _scatter_flat(dWf, base, S, N, gf, col, val, P0, n, rows):
+    """``_scatter_row`` over a whole step's entries in one loop, for N <= 64:
+    dW^T[col[e]] += val[e] * g[rows[k]] for the entries e = P0 + k, k < n (``_entry_rows``).
+    The dW rows are updated with whole-vector loads and stores, which forward to each other."""
+    w0, w1, w2, w3 = _widths(N)
+    for k in range(n):
+        e = P0 + k
+        d = base + col[e] * S
+        go = rows[k] * N
+        v = val[e]
+        vstore16(dWf, d, vfma(vload16(dWf, d), v, vload(gf, go, w0)))
+        if w1:
+            vstore16(dWf, d + 16, vfma(vload16(dWf, d + 16), v, vload(gf, go + 16, w1)))
+        if w2:
+            vstore16(dWf, d + 32, vfma(vload16(dWf, d + 32), v, vload(gf, go + 32, w2)))
+        if w3:
+            vstore16(dWf, d + 48, vfma(vload16(dWf, d + 48), v, vload(gf, go + 48, w3)))
+
+
+@njit(inline="always")
 def _scatter_add(c, t, lo, hi, B, N, gf, p0, p1, col, val, dWf, work):
     """dWT[c, i] += sum over the chunk's rows b of step t of v * dL/dI_t[b], for each entry
     (i, v) of row t*B + b of the lists: the weight gradient of a gathered input.
@@ -312,7 +354,8 @@ def _scatter_add(c, t, lo, hi, B, N, gf, p0, p1, col, val, dWf, work):
     ``work``), so that each row of dWT is a gather (``_gather_rows``) of the rows of dL/dI, loaded
     and stored once per step instead of once per contribution. For narrow layers
     (N < GROUP_N), or when the step has fewer than four entries per column, regrouping costs
-    more than it saves, and each entry is added where it is (``_scatter_row``). dWT is a
+    more than it saves, and each entry is added where it is (``_scatter_flat`` for narrow
+    layers: all the step's entries in one loop; ``_scatter_row``: per row). dWT is a
     private accumulator whose rows are padded to whole vectors (``_private_rows``), passed flat
     (dWf), as dL/dI (gf, rows of N)."""
     cnt, start, rows, vals = work
@@ -322,7 +365,11 @@ def _scatter_add(c, t, lo, hi, B, N, gf, p0, p1, col, val, dWf, work):
     total = 0
     for b in range(lo, hi):
         total += p1[t * B + b] - p0[t * B + b]
-    if N < GROUP_N or total < 4 * ncol:
+    if N < GROUP_N:
+        P0, ne = _entry_rows(t, lo, hi, B, p0, p1, rows)
+        _scatter_flat(dWf, base, S, N, gf, col, val, P0, ne, rows)
+        return
+    if total < 4 * ncol:
         for b in range(lo, hi):
             r = t * B + b
             _scatter_row(dWf, base, S, N, gf, (b - lo) * N, col, val, p0[r], p1[r])
@@ -369,8 +416,27 @@ def _private_rows(a):
 @njit(inline="always")
 def scatter_work(ncol, nb, dtype):
     """The work arrays of ``_scatter_add`` for ``ncol`` columns and ``nb`` rows."""
-    return (np.empty(ncol, np.int64), np.empty(ncol, np.int64), np.empty(nb * ncol, np.int64),
+    return (np.empty(ncol, np.int64), np.empty(ncol, np.int64), np.empty(nb * ncol + 1, np.int64),
             np.empty(nb * ncol, dtype))
+
+
+@njit(inline="always")
+def _row_sums(db, g, nb, N):
+    """db[:N] += the sum of the nb rows of g (rows of N, flat), in row order, 64 columns at a
+    time in registers. (Through memory, each row's masked load waited for the previous row's
+    masked store: they do not forward.) ``vadd_ordered`` keeps the sequential rounding."""
+    j0 = 0
+    while j0 < N:
+        w0, w1, w2, w3 = _widths(N - j0)
+        a0, a1, a2, a3 = _load4(db, j0, w0, w1, w2, w3)
+        for b in range(nb):
+            o = b * N + j0
+            a0 = vadd_ordered(a0, vload(g, o, w0))
+            a1 = vadd_ordered(a1, vload(g, o + 16, w1))
+            a2 = vadd_ordered(a2, vload(g, o + 32, w2))
+            a3 = vadd_ordered(a3, vload(g, o + 48, w3))
+        _store4(db, j0, w0, w1, w2, w3, a0, a1, a2, a3)
+        j0 += 64
 
 
 @njit(inline="always")
@@ -379,10 +445,7 @@ def _weight_grads(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, db, rec, 
     """Add step t's contributions to dW_in^T, db and dW_rec^T (flat private accumulators):
     scatter-adds of the rows of dL/dI over the input's non-zeros and, from the layer's own
     spike lists (row t*B + b is slot t, i.e. s_{t-1}), over the spikes of step t-1."""
-    for b in range(hi - lo):
-        for q in range(0, N, LANES):
-            w = min(LANES, N - q)
-            vstore(db, q, w, vload(db, q, w) + vload(gI, b * N + q, w))
+    _row_sums(db, gI, hi - lo, N)
     _scatter_add(c, t, lo, hi, B, N, gI, xp0, xp1, xcol, xval, dWinT, xwork)
     if rec:
         _scatter_add(c, t, lo, hi, B, N, gI, lp0, lp1, lcol, lval, dWrecT, lwork)
@@ -451,23 +514,24 @@ def _adapt_rows(n, bf, o0, sf, os, R, OR, o1):
 
 
 @njit(inline="always")
-def _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out, o):
+def _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out, o, rows):
     """out[o:o + (hi - lo) * N] (rows b in [lo, hi), flat) = the spikes of one slot, from the
-    lists."""
+    lists, in one loop over the slot's entries (``_entry_rows``; rows: (hi - lo) * N + 1)."""
     _zero(out, o, (hi - lo) * N)
-    for b in range(lo, hi):
-        r = slot * B + b
-        ob = o + (b - lo) * N
-        for p in range(lp0[r], lp1[r]):
-            out[ob + at(lcol, p)] = at(lval, p)
+    P0, ne = _entry_rows(slot, lo, hi, B, lp0, lp1, rows)
+    for k in range(ne):
+        out[o + at(rows, k) * N + at(lcol, P0 + k)] = at(lval, P0 + k)
 
 
 @njit(**_opts)
 def lists_to_dense(lo, hi, B, lp0, lp1, lcol, lval, out):
     """out (S, B, N) = the dense array of the lists' rows slot * B + b (b in [lo, hi))."""
     N = out.shape[2]
+    rows = np.empty(N + 1, np.int64)
+    of = out.reshape(-1)
     for slot in range(out.shape[0]):
-        _dense_slot(slot, lo, hi, B, N, lp0, lp1, lcol, lval, out.reshape(-1), (slot * B + lo) * N)
+        for b in range(lo, hi):     # row by row: lists written by several chunks have gaps
+            _dense_slot(slot, b, b + 1, B, N, lp0, lp1, lcol, lval, of, (slot * B + b) * N, rows)
 
 
 @njit(**_opts)
@@ -678,6 +742,7 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     ebf = np.empty(n, dtype)            # the external gradient, when formed here
     xwork = scatter_work(dWinT.shape[1], nb, dtype)
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
+    srows = np.empty(n + 1, np.int64)   # the row of each entry of a slot (``_dense_slot``)
     dWin_l, db_l, dWrec_l = _private_rows(dWinT), _private(db), _private_rows(dWrecT)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
@@ -694,7 +759,7 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
             if beta != 0:                  # (LIF: b never enters, and stays 0 here)
                 _copy(segb, 0, cf, t // CHECK * B * N + off, n)
             for j in range(t + 1 - k0s):
-                _dense_slot(k0s + j, lo, hi, B, N, lp0, lp1, lcol, lval, segs, j * n)
+                _dense_slot(k0s + j, lo, hi, B, N, lp0, lp1, lcol, lval, segs, j * n, srows)
                 if beta == 0:
                     continue
                 for k0 in range(0, nb, rb):

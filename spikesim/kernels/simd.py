@@ -14,6 +14,7 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
   cannot forward its data to a later load of the same address, which then waits).
 - ``vfma(acc, s, v)``: acc + s * v for a scalar s (fast-math flags: contracted to one FMA, as
   the scalar loops are).
+- ``vadd_ordered(x, y)``: x + y that LLVM may not reassociate (a running sum over a loop).
 - ``lanes16(test)`` builds f(a, i): a 16-bit mask of the lanes of a[i:i + 16] where ``test``
   holds (``nonzero16``, ``nonfinite16``): one vector compare instead of a loop of shifts.
 
@@ -215,6 +216,11 @@ _vadd = _elementwise(lambda b, x, y: b.fadd(x, y, flags=_fast), 2)
 _vsub = _elementwise(lambda b, x, y: b.fsub(x, y, flags=_fast), 2)
 _vmul = _elementwise(lambda b, x, y: b.fmul(x, y, flags=_fast), 2)
 _vneg = _elementwise(lambda b, x: b.fneg(x, flags=_fast), 1)
+# x + y with the fast-math flags except reassociation, for running sums that must round as the
+# sequential loop does (with it LLVM may split a sum over a loop into partial sums). An add
+# without flags would get them all from Numba's fastmath pass, which fills in empty flags.
+_ordered = ("nnan", "ninf", "nsz", "arcp", "contract", "afn")
+vadd_ordered = _elementwise(lambda b, x, y: b.fadd(x, y, flags=_ordered), 2)
 _vmax = _elementwise(lambda b, x, y: b.select(b.fcmp_ordered(">", x, y), x, y), 2)
 _vabs = _elementwise(lambda b, x: b.select(b.fcmp_ordered("<", x, ir.Constant(x.type, None)),
                                            b.fneg(x), x), 1)

@@ -182,8 +182,11 @@ class LayerTrace:
 
 @dataclass
 class Trace:
-    """The forward pass of a network: one LayerTrace per layer, time-major."""
+    """The forward pass of a network: one LayerTrace per layer, time-major. ``nch``: the
+    number of batch chunks the forward ran in; the backward runs in the same chunks (the
+    kernels rely on each chunk's list entries lying one after the other)."""
     layers: list = field(default_factory=list)
+    nch: int = 1
 
     @property
     def output_mem(self) -> np.ndarray:
@@ -310,7 +313,7 @@ class Network:
         (``_run_calls``): a chunk's rows depend on nothing outside the chunk, and each hand-off
         costs a thread wake-up (about 80 us here, per call)."""
         B, T, _ = x.shape
-        trace = Trace()
+        trace = Trace(nch=n_chunks(B))
         lists, bad, calls = self._input_lists_call(x)
         n_in = x.shape[2]
         for li, layer in enumerate(self.config.layers):
@@ -345,7 +348,7 @@ class Network:
             trace.layers.append(ltr)
             if s_lists is not None:     # the next layer reads s_0..s_{T-1}: slots 1..T, rows B..
                 lists, n_in = (s_lists[0][B:], s_lists[1][B:], s_lists[2], s_lists[3]), N
-        run_chunks(_run_calls, B, calls, nch=n_chunks(B))
+        run_chunks(_run_calls, B, calls, nch=trace.nch)
         if bad.any():
             raise ValueError("input contains NaN or inf")
         for layer, ltr in zip(self.config.layers, trace.layers):
@@ -390,7 +393,7 @@ class Network:
         ext_on_u = int(cfg.loss.readout == "mem")
         calls, sums = [], []
         B = g_ext.shape[1]
-        nch = n_chunks(B)
+        nch = trace.nch                 # the forward's chunks, even if the thread count changed
         for li in range(len(cfg.layers) - 1, -1, -1):
             layer, tr = cfg.layers[li], trace.layers[li]
             T, B, N = tr.u.shape
