@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from spikesim.kernels.simd import LANES, at, vfma, vload, vstore, where_gt
+from spikesim.kernels.simd import (LANES, at, compress16, popcount, vbits_nonfinite, vbits_nonzero,
+                                   vfma, vload, vstore, where_gt)
+from spikesim.kernels.cpu import _row_sums as cpu_row_sums
 from spikesim.model.config import SurrogateConfig
 from spikesim.model.neurons import alif_step, alif_step_backward
 from spikesim.model.surrogates import (fexp, sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer,
@@ -161,3 +163,69 @@ def test_neuron_equations_on_vectors_equal_the_scalar_code(dtype):
     _steps(v, a, b, dtype(1.8), dtype(0.01), dtype(1.0))
     np.testing.assert_allclose(a, b, rtol=4e-7 if dtype == np.float32 else 1e-15, atol=1e-30)
     assert math.isfinite(float(a.sum()))
+
+
+@njit
+def _compress(dst, p, src, s, w, m):
+    compress16(dst, p, src, s, w, m)
+    return popcount(m)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("w", [16, 9, 1])
+def test_compress_stores_the_chosen_lanes_in_order_and_nothing_else(dtype, w):
+    rng = np.random.default_rng(w)
+    src = (np.arange(40) * 3 + 1).astype(dtype)
+    for _ in range(20):
+        bits = rng.random(w) < 0.4
+        m = np.uint64(sum(1 << k for k in range(w) if bits[k]))
+        dst = np.full(30, -5, dtype)
+        cnt = _compress(dst, 7, src, 11, w, m)
+        want = src[11:11 + w][bits]
+        assert cnt == len(want)
+        np.testing.assert_array_equal(dst[7:7 + cnt], want)
+        assert (dst[:7] == -5).all() and (dst[7 + cnt:] == -5).all()
+
+
+@njit
+def _popcount(m):
+    return popcount(m)
+
+
+@njit
+def _bits(a, i, w):
+    v = vload(a, i, w)
+    return vbits_nonzero(v), vbits_nonfinite(v)
+
+
+def test_lane_bits_of_a_vector_value():
+    a = np.zeros(20, np.float32)
+    a[[0, 3, 7, 15, 16]] = [1, -2, np.nan, np.inf, 5]
+    a[5] = -0.0
+    nz, nf = _bits(a, 0, 16)
+    assert nz == (1 << 0) | (1 << 3) | (1 << 7) | (1 << 15)       # NaN counts; -0.0 does not
+    assert nf == (1 << 7) | (1 << 15)
+    assert _bits(a, 0, 7) == ((1 << 0) | (1 << 3), 0)              # lanes >= w read as zero
+    assert _popcount(np.uint64(2**64 - 1)) == 64 and _popcount(np.uint64(0)) == 0
+    assert _popcount(np.uint64(0b1011 << 60)) == 3
+
+
+@njit(fastmath=True)
+def _row_sums(db, g, nb, N):
+    cpu_row_sums(db, g, nb, N)
+
+
+@pytest.mark.parametrize("N", [6, 36, 128])
+def test_ordered_add_keeps_the_bias_gradients_sum_sequential(N):
+    """``cpu._row_sums`` (the bias gradient: a running sum of rows in registers, compiled with
+    fastmath) must round as the sequential loop does. With a plain fast-math add, LLVM splits
+    the sum into partial sums and this fails."""
+    rng = np.random.default_rng(N)
+    nb = 32
+    g = (rng.standard_normal(nb * N) * 10.0 ** rng.integers(-3, 4, nb * N)).astype(np.float32)
+    db = rng.standard_normal(N).astype(np.float32)
+    want = db.copy()
+    for b in range(nb):
+        want = want + g[b * N:(b + 1) * N]
+    _row_sums(db, g, nb, N)
+    np.testing.assert_array_equal(db, want)

@@ -16,7 +16,11 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
   the scalar loops are).
 - ``vadd_ordered(x, y)``: x + y that LLVM may not reassociate (a running sum over a loop).
 - ``lanes16(test)`` builds f(a, i): a 16-bit mask of the lanes of a[i:i + 16] where ``test``
-  holds (``nonzero16``, ``nonfinite16``): one vector compare instead of a loop of shifts.
+  holds (``nonzero16``, ``nonfinite16``): one vector compare instead of a loop of shifts;
+  ``vbits_nonzero(v)``, ``vbits_nonfinite(v)`` the same for a vector value.
+- ``compress16(dst, p, src, s, w, m)``: the lanes k < w of src[s:s + 16] whose bit k of m is
+  set, stored one after the other at dst[p:] (AVX-512 ``vcompress``): a list's entries are
+  appended without a branch per entry. ``popcount(m)`` counts them.
 
 The arithmetic per lane is the scalar code's, in the same order; fast-math may still contract
 a multiply-add differently from the scalar loop (a last-bit difference).
@@ -52,6 +56,10 @@ class _Vec16Model(models.PrimitiveModel):
 def _flat_array(a):
     return (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
             and isinstance(a.dtype, types.Float))
+
+
+def _flat_any(a):
+    return isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
 
 
 def _vptr(context, builder, aty, arr, i, vty):
@@ -166,10 +174,83 @@ def lanes16(test):
     return intrinsic(typer)
 
 
-# x != 0, NaN included (unordered or not equal)
-nonzero16 = lanes16(lambda bld, x, vty: bld.fcmp_unordered("!=", x, ir.Constant(vty, None)))
-# NaN or inf: x - x is NaN exactly then
-nonfinite16 = lanes16(lambda bld, x, vty: bld.fcmp_unordered("uno", bld.fsub(x, x), bld.fsub(x, x)))
+def _is_nonzero(bld, x, vty):
+    """x != 0, NaN included (unordered or not equal)."""
+    return bld.fcmp_unordered("!=", x, ir.Constant(vty, None))
+
+
+def _is_nonfinite(bld, x, vty):
+    """NaN or inf: x - x is NaN exactly then."""
+    return bld.fcmp_unordered("uno", bld.fsub(x, x), bld.fsub(x, x))
+
+
+nonzero16 = lanes16(_is_nonzero)
+nonfinite16 = lanes16(_is_nonfinite)
+
+
+def _vbits(test):
+    """An intrinsic f(v): the 16-bit mask of the lanes of the vector v where ``test`` holds."""
+    def typer(typingctx, v):
+        if not isinstance(v, Vec16):
+            return None
+
+        def codegen(context, builder, sig, args):
+            bits = builder.bitcast(test(builder, args[0], args[0].type), ir.IntType(LANES))
+            return builder.zext(bits, ir.IntType(64))
+        return types.uint64(v), codegen
+    return intrinsic(typer)
+
+
+vbits_nonzero = _vbits(_is_nonzero)
+vbits_nonfinite = _vbits(_is_nonfinite)
+
+
+def _lane_suffix(elt):
+    return {ir.FloatType(): "f32", ir.DoubleType(): "f64"}.get(elt, f"i{getattr(elt, 'width', 0)}")
+
+
+@intrinsic
+def compress16(typingctx, dst, p, src, s, w, m):
+    """dst[p:p + popcount(m)] = the lanes k < w of src[s:s + 16] whose bit k of m is set, in lane
+    order (m must have no bit k >= w set); nothing else of dst is written. Any dtype, the same
+    for dst and src (1D contiguous arrays)."""
+    if not (_flat_any(dst) and _flat_any(src) and src.dtype == dst.dtype
+            and isinstance(m, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = ir.VectorType(context.get_data_type(src.dtype), LANES)
+        mty = ir.VectorType(ir.IntType(1), LANES)
+        sfx = f"v{LANES}{_lane_suffix(vty.element)}"
+        sptr = _vptr(context, builder, sig.args[2], args[2], args[3], vty)
+        load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [sptr.type, _i32, mty, vty]),
+            f"llvm.masked.load.{sfx}.p0")
+        v = builder.call(load, [sptr, ir.Constant(_i32, src.dtype.bitwidth // 8),
+                                _first(builder, args[4]), ir.Constant(vty, None)])
+        dptr = builder.gep(context.make_array(sig.args[0])(context, builder, args[0]).data,
+                           [args[1]])
+        bits = builder.bitcast(builder.trunc(args[5], ir.IntType(LANES)), mty)
+        store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vty, dptr.type, mty]),
+            f"llvm.masked.compressstore.{sfx}")
+        builder.call(store, [v, dptr, bits])
+        return context.get_dummy_value()
+    return types.none(dst, types.intp, src, types.intp, types.intp, m), codegen
+
+
+@intrinsic
+def popcount(typingctx, x):
+    """The number of bits set in a 64-bit integer (one instruction)."""
+    if not (isinstance(x, types.Integer) and x.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64]),
+                                           "llvm.ctpop.i64")
+        return builder.call(f, [args[0]])
+    return types.intp(x), codegen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,7 +355,7 @@ def at(typingctx, a, i):
     """a[i] for a 1D contiguous array and an index known to be in range: a plain load, without
     the negative-index wraparound Numba adds for a signed index it cannot prove >= 0 (six
     instructions per entry in the gathers' inner loops)."""
-    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"):
+    if not _flat_any(a):
         return None
 
     def codegen(context, builder, sig, args):
