@@ -452,10 +452,12 @@ class Network:
 
     def loss(self, trace: Trace, labels, carry=None, grad=False, start=None):
         """The configured loss on the trace's readout (``start`` overrides the config's first
-        step, as truncated BPTT needs for chunks after the first)."""
+        step, as truncated BPTT needs for chunks after the first). With ``reuse_buffers`` the
+        result's gradient and predictions are overwritten by the next call, like the trace."""
         cfg = self.config
         out = trace.output_spikes if cfg.loss.readout == "spike" else trace.output_mem
         start = cfg.loss.start if start is None else start
-        return losses.compute(cfg.loss.kind, out, labels, start, carry=carry, grad=grad)
+        return losses.compute(cfg.loss.kind, out, labels, start, carry=carry, grad=grad,
+                              work=self._ws if self.reuse_buffers else None)
 
 

@@ -3,6 +3,8 @@
 All take the last layer's readout ``out`` (T, B, C), time-major, and return a
 :class:`LossResult` with the loss (mean over the batch), dL/d(out) (T, B, C) when asked,
 and the predictions. Computed in float64; the gradient is returned in ``out``'s dtype.
+With ``work`` (a dict the caller keeps), the gradient and prediction arrays are reused from
+call to call, and each result's arrays are overwritten by the next call.
 
 - ``nll_per_step`` (ECG): sum over t >= start of NLL(log_softmax(u_t), y_t); labels (B, T),
   label -1 masks a step. Prediction per step: argmax u_t.
@@ -54,7 +56,7 @@ def _check(out, labels, start, per_step):
         raise ValueError(f"labels must lie in [{lo}, {C - 1}], found [{labels.min()}, {labels.max()}]")
     if start >= T:
         raise ValueError(f"loss start {start} is beyond the sequence length {T}")
-    return labels.astype(np.int64)
+    return np.ascontiguousarray(labels, dtype=np.int64)
 
 
 @njit(inline="always")
@@ -69,26 +71,38 @@ def _row_max(uf, o, C):
 
 
 @njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
-def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred, hits):
-    """Rows [lo, hi): pred[r] = argmax u[r] (first maximum); loss[c] += -log_softmax(u[r])[y[r]]
-    (rows with y < 0 skipped), accumulated in float64; g[r] = scale * (softmax(u[r]) -
-    onehot(y[r])) when ``want_grad``; hits[c] += the rows with y >= 0 and pred == y.
+def _nll_rows(c, lo, hi, u, labels, start, scale, g, want_grad, loss, pred, hits, valid):
+    """Rows [lo, hi) of u (rows (t, b) of the readout from step ``start`` on), with
+    y[r] = labels[b, start + t] read in place from the (B, T) labels: pred[r] = argmax u[r]
+    (first maximum); loss[c] += -log_softmax(u[r])[y[r]] (rows with y < 0 skipped),
+    accumulated in float64; g[r] = scale * (softmax(u[r]) - onehot(y[r])) when ``want_grad``;
+    hits[c] += the rows with y >= 0 and pred == y, valid[c] += the rows with y >= 0.
     The exponentials use the kernels' ``fexp`` (exact in float64, a polynomial good to 1e-5 in
     float32) and the gradient run on 16-lane vectors over blocks of 8 rows, with
     each row's maximum and 1 / sum broadcast into ``mb`` and ``tb``: scalar code per class took
     most of the time."""
     C = u.shape[1]
+    B = labels.shape[0]
     uf, gf = u.reshape(-1), g.reshape(-1)
+    y = np.empty(8, np.int64)           # the block's labels
     mb = np.empty(8 * C, u.dtype)       # each row's maximum, repeated C times
     tb = np.empty(8 * C, u.dtype)       # 1 / each row's sum of exp (0: a masked row, g = 0)
     e = np.empty(8 * C, u.dtype)        # exp(u - max) of the block's rows
     acc = 0.0                           # summed here, stored once: loss[c] shares a cache line
     prod = 1.0                          # product of the rows' sums of exp, each in [1, C]: one log
     nh = 0                              # per many rows (a log per row took most of the time)
+    nv = 0
+    ty, by = start + lo // B, lo % B   # the step and batch row of row r0
     for r0 in range(lo, hi, 8):
         nr = min(8, hi - r0)
         n = nr * C
         for k in range(nr):
+            y[k] = labels[by, ty]
+            nv += y[k] >= 0
+            by += 1
+            if by == B:
+                by = 0
+                ty += 1
             m, am = _row_max(uf, (r0 + k) * C, C)
             pred[r0 + k] = am
             for j in range(C):
@@ -98,7 +112,7 @@ def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred, hits):
             vstore(e, q, w, fexp(vload(uf, r0 * C + q, w) - vload(mb, q, w)))
         for k in range(nr):
             r = r0 + k
-            yr = y[r]
+            yr = y[k]
             tot = u.dtype.type(0)
             for j in range(C):
                 tot += e[k * C + j]
@@ -119,10 +133,11 @@ def _nll_rows(c, lo, hi, u, y, scale, g, want_grad, loss, pred, hits):
                 w = min(LANES, n - q)
                 vstore(gf, r0 * C + q, w, scale * vload(e, q, w) * vload(tb, q, w))
             for k in range(nr):
-                if y[r0 + k] >= 0:
-                    g[r0 + k, y[r0 + k]] -= scale
+                if y[k] >= 0:
+                    g[r0 + k, y[k]] -= scale
     loss[c] += acc + np.log(prod)
     hits[c] += nh
+    valid[c] += nv
 
 
 @njit(cache=True, nogil=True)
@@ -141,23 +156,35 @@ def _softmax_rows(u, q):
             q[r, c] /= tot
 
 
-def nll_per_step(out, labels, start=0, grad=True, carry=None):
+def _work(work, key, shape, dtype):
+    """A work array from the caller's dict ``work`` (reused while its shape and dtype fit:
+    fresh multi-MB arrays cost page faults on every call), or a new one."""
+    if work is None:
+        return np.empty(shape, dtype)
+    a = work.get(key)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = work[key] = np.empty(shape, dtype)
+    return a
+
+
+def nll_per_step(out, labels, start=0, grad=True, carry=None, work=None):
     labels = _check(out, labels, start, True)
     T, B, C = out.shape
-    y = np.ascontiguousarray(labels[:, start:].T).reshape(-1)          # rows (t, b) as out
-    g = np.zeros(out.shape, out.dtype) if grad else np.zeros((1, 1, 1), out.dtype)
+    g = _work(work, "nll.g", out.shape, out.dtype) if grad else np.zeros((1, 1, 1), out.dtype)
+    if grad:
+        g[:start] = 0
     u2 = np.ascontiguousarray(out[start:]).reshape(-1, C)
     g2 = g[start:].reshape(-1, C) if grad else g.reshape(1, 1)
-    nch = n_chunks(len(y))
+    R = (T - start) * B                                     # rows (t, b) as out
+    nch = n_chunks(R)
     parts = np.zeros(nch)
-    hits = np.zeros(nch, np.int64)
-    pred = np.empty((T, B), np.int64)                       # (B, T) below: all steps
-    run_chunks(_nll_rows, len(y), u2, y, out.dtype.type(1.0 / B), g2, grad, parts,
-               pred[start:].reshape(-1), hits, nch=nch)
+    hits, valid = np.zeros(nch, np.int64), np.zeros(nch, np.int64)
+    pred = _work(work, "nll.pred", (T, B), np.int64)        # (B, T) below: all steps
+    run_chunks(_nll_rows, R, u2, labels, start, out.dtype.type(1.0 / B), g2, grad, parts,
+               pred[start:].reshape(-1), hits, valid, nch=nch)
     loss = parts.sum() / B
     pred[:start] = out[:start].argmax(axis=2)
-    return LossResult(float(loss), g if grad else None, pred.T, int(hits.sum()),
-                      int(np.count_nonzero(y >= 0)))
+    return LossResult(float(loss), g if grad else None, pred.T, int(hits.sum()), int(valid.sum()))
 
 
 def _ce_logits(z, labels):
@@ -206,7 +233,7 @@ def _softmax_sum_grad(c, lo, hi, q, dz, start, g):
                 gr[k] = qr[k] * (dr[k] - dot)
 
 
-def ce_sum_softmax(out, labels, start=0, grad=True, carry=None):
+def ce_sum_softmax(out, labels, start=0, grad=True, carry=None, work=None):
     labels = _check(out, labels, start, False)
     T, B, C = out.shape
     out = np.ascontiguousarray(out)
@@ -217,12 +244,13 @@ def ce_sum_softmax(out, labels, start=0, grad=True, carry=None):
     pred = z.argmax(1)
     g = None
     if grad:
-        g = np.zeros(out.shape, out.dtype)
+        g = _work(work, "ce.g", out.shape, out.dtype)
+        g[:start] = 0
         run_chunks(_softmax_sum_grad, B, q, dz, start, g)
     return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
 
 
-def ce_sum_spike(out, labels, start=0, grad=True, carry=None):
+def ce_sum_spike(out, labels, start=0, grad=True, carry=None, work=None):
     labels = _check(out, labels, start, False)
     T, B, C = out.shape
     z = out[start:].sum(0, dtype=np.float64) + (0 if carry is None else carry)
@@ -230,7 +258,8 @@ def ce_sum_spike(out, labels, start=0, grad=True, carry=None):
     pred = z.argmax(1)
     g = None
     if grad:
-        g = np.zeros(out.shape, out.dtype)
+        g = _work(work, "ce.g", out.shape, out.dtype)
+        g[:start] = 0
         g[start:] = dz.astype(out.dtype)[None]
     return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
 
@@ -238,12 +267,12 @@ def ce_sum_spike(out, labels, start=0, grad=True, carry=None):
 _FUNCS = {"nll_per_step": nll_per_step, "ce_sum_softmax": ce_sum_softmax, "ce_sum_spike": ce_sum_spike}
 
 
-def compute(kind: str, out, labels, start=0, carry=None, grad=True) -> LossResult:
-    """Dispatch to the named loss."""
+def compute(kind: str, out, labels, start=0, carry=None, grad=True, work=None) -> LossResult:
+    """Dispatch to the named loss (``work``: see the module's docstring)."""
     if kind not in _FUNCS:
         raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
     if carry is not None:
         carry = np.asarray(carry, dtype=np.float64)
         if carry.shape != out.shape[1:]:
             raise ValueError(f"carry has shape {carry.shape}, expected {out.shape[1:]}")
-    return _FUNCS[kind](out, labels, start, grad=grad, carry=carry)
+    return _FUNCS[kind](out, labels, start, grad=grad, carry=carry, work=work)

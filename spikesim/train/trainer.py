@@ -135,7 +135,7 @@ def evaluate(net: Network, dataset, batch_size: int = 64, init_state: dict | Non
             rates = [None if r is None else (0 if rates is None else rates[i]) + r * len(idx)
                      for i, r in enumerate(fr)]
             if collect:
-                preds.append(res.pred)
+                preds.append(res.pred.copy())   # (reused buffers: the next batch overwrites it)
                 if res.logits is not None:
                     logits.append(res.logits)
     net.reuse_buffers = reuse
