@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from spikesim.kernels.simd import (LANES, at, compress16, popcount, vbits_nonfinite, vbits_nonzero,
-                                   vfma, vload, vstore, where_gt)
+from spikesim.kernels.simd import (LANES, at, compress16, is_aligned64, popcount, store_fence,
+                                   vbits_nonfinite, vbits_nonzero, vfma, vload, vstore,
+                                   vstore16_stream, where_gt)
 from spikesim.kernels.cpu import _row_sums as cpu_row_sums
 from spikesim.model.config import SurrogateConfig
 from spikesim.model.neurons import alif_step, alif_step_backward
@@ -229,3 +230,25 @@ def test_ordered_add_keeps_the_bias_gradients_sum_sequential(N):
         want = want + g[b * N:(b + 1) * N]
     _row_sums(db, g, nb, N)
     np.testing.assert_array_equal(db, want)
+
+
+@njit
+def _stream(a, i, src):
+    ok = is_aligned64(a, i)
+    if ok:
+        vstore16_stream(a, i, vload(src, 0, 16))
+    store_fence()
+    return ok
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_store_writes_its_16_lanes_where_aligned(dtype):
+    from spikesim.model.network import _empty_aligned
+    a = _empty_aligned(64, dtype)
+    a[:] = -1
+    src = np.arange(16, dtype=dtype)
+    step = 64 // a.itemsize                     # elements per 64 bytes
+    assert _stream(a, step, src)
+    np.testing.assert_array_equal(a[step:step + 16], src)
+    assert (a[:step] == -1).all() and (a[step + 16:] == -1).all()
+    assert not _stream(a, 1, src) and (a[1:step] == -1).all()   # misaligned: refused

@@ -12,6 +12,10 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
 - ``vstore(a, i, n, v)``: a[i + k] = v[k] for k < n (a masked store).
 - ``vload16(a, i)``, ``vstore16(a, i, v)``: the same for all 16 lanes, unmasked (a masked store
   cannot forward its data to a later load of the same address, which then waits).
+- ``vstore16_stream(a, i, v)``: a non-temporal store of 16 lanes to a 64-byte aligned a[i]
+  (``is_aligned64``): it goes to memory without first reading the line into the cache, for
+  large arrays written once and read back much later. ``store_fence()`` makes such stores
+  visible to other threads.
 - ``vfma(acc, s, v)``: acc + s * v for a scalar s (fast-math flags: contracted to one FMA, as
   the scalar loops are).
 - ``vadd_ordered(x, y)``: x + y that LLVM may not reassociate (a running sum over a loop).
@@ -117,6 +121,44 @@ def vstore(typingctx, a, i, n, v):
                      [args[3], ptr, align, _first(builder, args[2])])
         return context.get_dummy_value()
     return types.none(a, types.intp, types.intp, v), codegen
+
+
+@intrinsic
+def vstore16_stream(typingctx, a, i, v):
+    """a[i:i + 16] = v as a non-temporal store; a[i] must be 64-byte aligned (a fault if not)."""
+    if not (_flat_array(a) and isinstance(v, Vec16) and v.dtype == a.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _vptr(context, builder, sig.args[0], args[0], args[1], context.get_value_type(v))
+        st = builder.store(args[2], ptr, align=64)
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(_i32, 1)]))
+        return context.get_dummy_value()
+    return types.none(a, types.intp, v), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """A full memory fence (mfence on x86): the non-temporal stores before it are visible to
+    every thread after it."""
+    def codegen(context, builder, sig, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@intrinsic
+def is_aligned64(typingctx, a, i):
+    """Whether &a[i] is a multiple of 64 bytes (a 1D contiguous array)."""
+    if not _flat_any(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        addr = builder.ptrtoint(builder.gep(data, [args[1]]), ir.IntType(64))
+        low = builder.and_(addr, ir.Constant(ir.IntType(64), 63))
+        return builder.icmp_unsigned("==", low, ir.Constant(ir.IntType(64), 0))
+    return types.boolean(a, types.intp), codegen
 
 
 @intrinsic

@@ -214,6 +214,15 @@ class Trace:
 # ----------------------------------------------------------------------------------------------
 # The network
 # ----------------------------------------------------------------------------------------------
+def _empty_aligned(shape, dtype, align=64) -> np.ndarray:
+    """np.empty(shape, dtype) whose data start on a multiple of ``align`` bytes."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.empty(n * dtype.itemsize + align, np.uint8)
+    k = -raw.ctypes.data % align
+    return raw[k:k + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def _run_calls(c, lo, hi, calls):
     """kernel(c, lo, hi, *args) for each (kernel, args) of ``calls`` in order: one chunk's share
     of several kernels in a single hand-off to the thread pool."""
@@ -299,13 +308,14 @@ class Network:
             return self._forward(x, state)
 
     def _buf(self, key, shape) -> np.ndarray:
-        """A work array: reused across calls when ``reuse_buffers`` is on (fresh multi-MB arrays
-        per step cost page faults), else freshly allocated."""
+        """A work array, 64-byte aligned (the forward streams the membrane into it with aligned
+        non-temporal stores): reused across calls when ``reuse_buffers`` is on (fresh multi-MB
+        arrays per step cost page faults), else freshly allocated."""
         if not self.reuse_buffers:
-            return np.empty(shape, self.dtype)
+            return _empty_aligned(shape, self.dtype)
         a = self._ws.get(key)
         if a is None or a.shape != shape:
-            a = self._ws[key] = np.empty(shape, self.dtype)
+            a = self._ws[key] = _empty_aligned(shape, self.dtype)
         return a
 
     def _forward(self, x, state) -> Trace:
