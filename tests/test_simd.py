@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from numba import njit
 
-from spikesim.kernels.simd import (LANES, at, compress16, is_aligned64, popcount, store_fence,
-                                   vbits_nonfinite, vbits_nonzero, vfma, vload, vstore,
-                                   vstore16_stream, where_gt)
+from spikesim.kernels.simd import (LANES, at, compress16, is_aligned64, popcount, prefetch,
+                                   store_fence, vbits_nonfinite, vbits_nonzero, vfma, vload,
+                                   vstore, vstore16_stream, where_gt)
 from spikesim.kernels.cpu import _row_sums as cpu_row_sums
 from spikesim.model.config import SurrogateConfig
 from spikesim.model.neurons import alif_step, alif_step_backward
@@ -252,3 +252,17 @@ def test_streamed_store_writes_its_16_lanes_where_aligned(dtype):
     np.testing.assert_array_equal(a[step:step + 16], src)
     assert (a[:step] == -1).all() and (a[step + 16:] == -1).all()
     assert not _stream(a, 1, src) and (a[1:step] == -1).all()   # misaligned: refused
+
+
+@njit
+def _prefetch_sum(a):
+    tot = a[0] - a[0]
+    for i in range(a.shape[0]):
+        prefetch(a, i + 64)             # past the end too: a hint never faults
+        tot += a[i]
+    return tot
+
+
+def test_prefetch_is_only_a_hint():
+    a = np.arange(100, dtype=np.float64)
+    assert _prefetch_sum(a) == a.sum()

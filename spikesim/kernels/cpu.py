@@ -48,9 +48,9 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
 from .blas import matmul
-from .simd import (LANES, at, compress16, is_aligned64, nonzero16, popcount, store_fence,
-                   vadd_ordered, vbits_nonfinite, vbits_nonzero, vfma, vload, vload16, vstore,
-                   vstore16, vstore16_stream)
+from .simd import (LANES, at, compress16, is_aligned64, nonzero16, popcount, prefetch,
+                   store_fence, vadd_ordered, vbits_nonfinite, vbits_nonzero, vfma, vload,
+                   vload16, vstore, vstore16, vstore16_stream)
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
@@ -505,20 +505,22 @@ def _ext_grad(t, lo, hi, g_ext, gef, W_ext, ext_prod, bf):
 # makes Numba emit negative-index wraparound, and LLVM then gives up on the loop).
 # ----------------------------------------------------------------------------------------------
 @njit(**_opts)
-def _alif_rows(n, uf, ou0, ou1, sf, bf, o0, o1, Ib, A, OA, R, OR, beta, b0, dt, x, sp, stream):
-    """One forward step of n neurons: u from uf[ou0:] into uf[ou1:], s_{t-1} and b_{t-1} from
-    sf, bf[o0:], b_t into bf[o1:]; x = u - B, and the Heaviside spike H(x) into sf[o1:] (the
-    smooth mode's spikes are then written over it by ``_spikes``). With ``stream`` (uf[ou1] is
-    64-byte aligned), full vectors of u go out as non-temporal stores."""
+def _alif_rows(n, uf, ou1, ur, sf, bf, o0, o1, Ib, A, OA, R, OR, beta, b0, dt, x, sp, stream):
+    """One forward step of n neurons: u_{t-1}, s_{t-1} and b_{t-1} from the rings ur, sf, bf at
+    o0; u_t, b_t into them at o1 and u_t into uf[ou1:]; x = u - B, and the Heaviside spike H(x)
+    into sf[o1:] (the smooth mode's spikes are then written over it by ``_spikes``). With
+    ``stream`` (uf[ou1] is 64-byte aligned), full vectors go to uf as non-temporal stores, and
+    u_{t-1} is read from the ring, not back from uf (which those stores left in memory)."""
     for q in range(0, n, LANES):
         w = min(LANES, n - q)
-        uq, bq, xq = alif_step(vload(uf, ou0 + q, w), vload(sf, o0 + q, w), vload(bf, o0 + q, w),
+        uq, bq, xq = alif_step(vload(ur, o0 + q, w), vload(sf, o0 + q, w), vload(bf, o0 + q, w),
                                vload(Ib, q, w), vload(A, q, w), vload(OA, q, w), vload(R, q, w),
                                vload(OR, q, w), beta, b0, dt)
         if stream and w == LANES:
             vstore16_stream(uf, ou1 + q, uq)
         else:
             vstore(uf, ou1 + q, w, uq)
+        vstore(ur, o1 + q, w, uq)
         vstore(bf, o1 + q, w, bq)
         vstore(x, q, w, xq)
         vstore(sf, o1 + q, w, heaviside(xq, sp))
@@ -699,14 +701,17 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
     x = np.empty(n, u.dtype)
     Ib = np.empty(n, u.dtype)
     lw = spike_list_work(nb, N)
-    sr = np.empty((2, n), u.dtype)          # s and b of the previous and the current step
+    ur = np.empty((2, n), u.dtype)          # u, s and b of the previous and the current step
+    sr = np.empty((2, n), u.dtype)
     br = np.empty((2, n), u.dtype)
+    ur[0] = u[0, lo:hi].reshape(-1)
     sr[0] = s_init[lo:hi].reshape(-1)
     br[0] = b_init[lo:hi].reshape(-1)
     bchk[0, lo:hi] = b_init[lo:hi]
     # flat views, made once: a view made inside the time loop costs two atomic reference-count
     # updates and a call that spills the vector registers (a tenth of the step's time)
-    uf, sf, bf, cf = u.reshape(-1), sr.reshape(-1), br.reshape(-1), bchk.reshape(-1)
+    uf, urf, sf, bf = u.reshape(-1), ur.reshape(-1), sr.reshape(-1), br.reshape(-1)
+    cf = bchk.reshape(-1)
     Wi, Wr = WinT.reshape(-1), WrecT.reshape(-1)
     # u is written once here and read back only by the backward pass, long after: stream it to
     # memory (non-temporal stores skip reading each line into the cache first; a fifth of the
@@ -718,8 +723,8 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
         cur, nxt = (t % 2) * n, ((t + 1) % 2) * n
         _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, Wi, bias, Wr, rec, lp0, lp1,
                        lcol, lval, Ib)
-        _alif_rows(n, uf, t * B * N + off, (t + 1) * B * N + off, sf, bf, cur, nxt, Ib, A, OA, R,
-                   OR, beta, b0, dt, x, sp, stream)
+        _alif_rows(n, uf, (t + 1) * B * N + off, urf, sf, bf, cur, nxt, Ib, A, OA, R, OR, beta,
+                   b0, dt, x, sp, stream)
         if sp[0] == SMOOTH:
             _spikes(x, sf, nxt, n, sp)
         p = _spike_lists(t + 1, lo, hi, B, N, sf, nxt, p, lp0, lp1, lcol, lval, lw)
@@ -792,6 +797,9 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
                                 (j + 1) * n + q0)
         if rec and t + 1 < T:
             matmul(gI, 0, Wrf, rflat, 0, nb, N, N)  # W_rec^T dL/dI_{t+1}, added in the rows below
+        if t >= 2:                  # u_{t-2}'s rows, read two steps on, from memory (the forward
+            for q in range(0, n, LANES):        # streamed them there): about 4 % of the step
+                prefetch(uf, (t - 2) * B * N + off + q)
         oe = _ext_grad(t, lo, hi, g_ext, gef, Wef, ext_prod, ebf)
         j = t - k0s
         for k0 in range(0, nb, rb):

@@ -15,7 +15,7 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
 - ``vstore16_stream(a, i, v)``: a non-temporal store of 16 lanes to a 64-byte aligned a[i]
   (``is_aligned64``): it goes to memory without first reading the line into the cache, for
   large arrays written once and read back much later. ``store_fence()`` makes such stores
-  visible to other threads.
+  visible to other threads. ``prefetch(a, i)`` asks for the line of a[i] ahead of its use.
 - ``vfma(acc, s, v)``: acc + s * v for a scalar s (fast-math flags: contracted to one FMA, as
   the scalar loops are).
 - ``vadd_ordered(x, y)``: x + y that LLVM may not reassociate (a running sum over a loop).
@@ -145,6 +145,24 @@ def store_fence(typingctx):
         builder.fence("seq_cst")
         return context.get_dummy_value()
     return types.none(), codegen
+
+
+@intrinsic
+def prefetch(typingctx, a, i):
+    """A hint: start bringing the cache line of a[i] into the cache (for reading). No effect on
+    results; a[i] need not be valid memory."""
+    if not _flat_any(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        ptr = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        f = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, _i32, _i32, _i32]),
+            "llvm.prefetch.p0")
+        builder.call(f, [ptr, ir.Constant(_i32, 0), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
+        return context.get_dummy_value()
+    return types.none(a, types.intp), codegen
 
 
 @intrinsic
