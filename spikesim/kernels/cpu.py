@@ -112,10 +112,31 @@ def _zero(a, o, n):
 
 
 @njit(inline="always")
+def _empty64(n, dtype):
+    """np.empty(n, dtype) starting on a 64-byte boundary (Numba's arrays start on 16 or 32).
+    A 16-lane float32 vector at a multiple of 16 from it then lies in one cache line: a vector
+    split over two lines costs two accesses, and a store of one does not forward to a later
+    load (the scatters' read-modify-writes of the same row then wait)."""
+    raw = np.empty(n + 16, dtype)           # (16 elements: at least 64 bytes)
+    k = 0
+    while not is_aligned64(raw, k):
+        k += 1
+    return raw[k:k + n]
+
+
+@njit(inline="always")
+def _zeros64(n, dtype):
+    """``_empty64`` filled with zeros."""
+    a = _empty64(n, dtype)
+    a[:] = 0
+    return a
+
+
+@njit(inline="always")
 def _tile(a, nb):
     """Per-neuron constants repeated for nb batch rows (the flat (b, j) index of a chunk)."""
     N = a.shape[0]
-    out = np.empty(nb * N, a.dtype)
+    out = _empty64(nb * N, a.dtype)
     for k in range(nb):
         out[k * N:(k + 1) * N] = a
     return out
@@ -419,14 +440,15 @@ def _private(a):
     """A zeroed (1, ...) accumulator shaped like one chunk's slice of ``a`` (nch, ...): chunks
     sum into private memory and add to their slice once at the end, so that two threads never
     write the same cache line (the slices of neighbouring chunks share lines)."""
-    return np.zeros((1,) + a.shape[1:], a.dtype)
+    return _zeros64(a[0].size, a.dtype).reshape((1,) + a.shape[1:])
 
 
 @njit(inline="always")
 def _private_rows(a):
     """``_private`` for weight gradients (nch, ncol, N), with rows padded to whole vectors
     (a multiple of 16 lanes), so that scatters update them with unmasked vector stores."""
-    return np.zeros((1, a.shape[1], (a.shape[2] + 15) // 16 * 16), a.dtype)
+    S = (a.shape[2] + 15) // 16 * 16
+    return _zeros64(a.shape[1] * S, a.dtype).reshape((1, a.shape[1], S))
 
 
 @njit(inline="always")
@@ -698,12 +720,12 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
-    x = np.empty(n, u.dtype)
-    Ib = np.empty(n, u.dtype)
+    x = _empty64(n, u.dtype)
+    Ib = _empty64(n, u.dtype)
     lw = spike_list_work(nb, N)
-    ur = np.empty((2, n), u.dtype)          # u, s and b of the previous and the current step
-    sr = np.empty((2, n), u.dtype)
-    br = np.empty((2, n), u.dtype)
+    ur = _empty64(2 * n, u.dtype).reshape((2, n))   # u, s and b of the previous and current step
+    sr = _empty64(2 * n, u.dtype).reshape((2, n))
+    br = _empty64(2 * n, u.dtype).reshape((2, n))
     ur[0] = u[0, lo:hi].reshape(-1)
     sr[0] = s_init[lo:hi].reshape(-1)
     br[0] = b_init[lo:hi].reshape(-1)
@@ -758,25 +780,26 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     rb = max(1, min(nb, BLOCK // N))   # rows per block: a block's temporaries stay in cache
     m = rb * N
     A, OA, R, OR = _tile(alpha, rb), _tile(oma, rb), _tile(rho, rb), _tile(omr, rb)
-    IOA = np.ones(m, OA.dtype) / OA
-    gu_n = np.zeros(n, dtype)           # dL/du_{t+1}
-    gb_n = np.zeros(n, dtype)           # dL/db_{t+1}
-    gs_c = np.zeros(n, dtype)           # terms of dL/ds_t produced by step t+1
-    gI = np.zeros(n, dtype)             # dL/dI_t of the chunk (after the step: dL/dI_{t+1})
-    ga = np.zeros(m, dtype)             # dL/dalpha and dL/drho, per position in a block
-    gr = np.zeros(m, dtype)
-    rflat = np.zeros(n, dtype)          # W_rec^T dL/dI_{t+1}
-    x = np.empty(m, dtype)
-    sg = np.empty(m, dtype)
-    ebf = np.empty(n, dtype)            # the external gradient, when formed here
+    IOA = _empty64(m, OA.dtype)
+    IOA[:] = np.ones(m, OA.dtype) / OA
+    gu_n = _zeros64(n, dtype)           # dL/du_{t+1}
+    gb_n = _zeros64(n, dtype)           # dL/db_{t+1}
+    gs_c = _zeros64(n, dtype)           # terms of dL/ds_t produced by step t+1
+    gI = _zeros64(n, dtype)             # dL/dI_t of the chunk (after the step: dL/dI_{t+1})
+    ga = _zeros64(m, dtype)             # dL/dalpha and dL/drho, per position in a block
+    gr = _zeros64(m, dtype)
+    rflat = _zeros64(n, dtype)          # W_rec^T dL/dI_{t+1}
+    x = _empty64(m, dtype)
+    sg = _empty64(m, dtype)
+    ebf = _empty64(n, dtype)            # the external gradient, when formed here
     xwork = scatter_work(dWinT.shape[1], nb, dtype)
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
     srows = np.empty(n + 1, np.int64)   # the row of each entry of a slot (``_dense_slot``)
     dWin_l, db_l, dWrec_l = _private_rows(dWinT), _private(db), _private_rows(dWrecT)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
-    segb = np.zeros((CHECK + 1) * n, dtype)  # b of slots k*CHECK .. k*CHECK + CHECK (flat)
-    segs = np.empty(CHECK * n, dtype)        # s of slots k*CHECK .. k*CHECK + CHECK - 1
+    segb = _zeros64((CHECK + 1) * n, dtype)  # b of slots k*CHECK .. k*CHECK + CHECK (flat)
+    segs = _empty64(CHECK * n, dtype)        # s of slots k*CHECK .. k*CHECK + CHECK - 1
     # flat views, made once (see alif_forward)
     uf, cf, gef = u.reshape(-1), bchk.reshape(-1), g_ext.reshape(-1)
     Wif, Wrf, Wef = Win.reshape(-1), Wrec.reshape(-1), W_ext.reshape(-1)
@@ -839,7 +862,7 @@ def integrator_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, alpha, oma, 
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA = _tile(alpha, nb), _tile(oma, nb)
-    Ib = np.empty(n, u.dtype)
+    Ib = _empty64(n, u.dtype)
     uf, Wi = u.reshape(-1), WinT.reshape(-1)
     for t in range(T):
         _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, Wi, bias, Wi, False, xp0, xp1,
@@ -856,10 +879,11 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA = _tile(alpha, nb), _tile(oma, nb)
-    IOA = np.ones(n, OA.dtype) / OA
-    gu_n = np.zeros(n, u.dtype)
-    gI = np.zeros(n, u.dtype)
-    ga = np.zeros(n, u.dtype)
+    IOA = _empty64(n, OA.dtype)
+    IOA[:] = np.ones(n, OA.dtype) / OA
+    gu_n = _zeros64(n, u.dtype)
+    gI = _zeros64(n, u.dtype)
+    ga = _zeros64(n, u.dtype)
     xwork = scatter_work(dWinT.shape[1], nb, u.dtype)
     dWin_l, db_l = _private_rows(dWinT), _private(db)
     uf, gef, dWin_f, db_f, gxf, Wif = (u.reshape(-1), gu_ext.reshape(-1), dWin_l.reshape(-1),
