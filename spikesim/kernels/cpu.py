@@ -48,9 +48,9 @@ from ..model.surrogates import (GAUSSIAN, LINEAR, MULTI_GAUSSIAN, SLAYER, SMOOTH
                                 sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer, sg_smooth,
                                 smooth_spike)
 from .blas import matmul
-from .simd import (LANES, at, compress16, is_aligned64, nonzero16, popcount, prefetch,
+from .simd import (LANES, at, compress16, empty64, is_aligned64, nonzero16, popcount, prefetch,
                    store_fence, vadd_ordered, vbits_nonfinite, vbits_nonzero, vfma, vload,
-                   vload16, vstore, vstore16, vstore16_stream)
+                   vload16, vstore, vstore16, vstore16_stream, zeros64)
 
 _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 GROUP_N = 64          # from this layer width on, weight-gradient scatters are grouped by column
@@ -112,31 +112,10 @@ def _zero(a, o, n):
 
 
 @njit(inline="always")
-def _empty64(n, dtype):
-    """np.empty(n, dtype) starting on a 64-byte boundary (Numba's arrays start on 16 or 32).
-    A 16-lane float32 vector at a multiple of 16 from it then lies in one cache line: a vector
-    split over two lines costs two accesses, and a store of one does not forward to a later
-    load (the scatters' read-modify-writes of the same row then wait)."""
-    raw = np.empty(n + 16, dtype)           # (16 elements: at least 64 bytes)
-    k = 0
-    while not is_aligned64(raw, k):
-        k += 1
-    return raw[k:k + n]
-
-
-@njit(inline="always")
-def _zeros64(n, dtype):
-    """``_empty64`` filled with zeros."""
-    a = _empty64(n, dtype)
-    a[:] = 0
-    return a
-
-
-@njit(inline="always")
 def _tile(a, nb):
     """Per-neuron constants repeated for nb batch rows (the flat (b, j) index of a chunk)."""
     N = a.shape[0]
-    out = _empty64(nb * N, a.dtype)
+    out = empty64(nb * N, a.dtype)
     for k in range(nb):
         out[k * N:(k + 1) * N] = a
     return out
@@ -440,7 +419,7 @@ def _private(a):
     """A zeroed (1, ...) accumulator shaped like one chunk's slice of ``a`` (nch, ...): chunks
     sum into private memory and add to their slice once at the end, so that two threads never
     write the same cache line (the slices of neighbouring chunks share lines)."""
-    return _zeros64(a[0].size, a.dtype).reshape((1,) + a.shape[1:])
+    return zeros64(a[0].size, a.dtype).reshape((1,) + a.shape[1:])
 
 
 @njit(inline="always")
@@ -448,7 +427,7 @@ def _private_rows(a):
     """``_private`` for weight gradients (nch, ncol, N), with rows padded to whole vectors
     (a multiple of 16 lanes), so that scatters update them with unmasked vector stores."""
     S = (a.shape[2] + 15) // 16 * 16
-    return _zeros64(a.shape[1] * S, a.dtype).reshape((1, a.shape[1], S))
+    return zeros64(a.shape[1] * S, a.dtype).reshape((1, a.shape[1], S))
 
 
 @njit(inline="always")
@@ -720,12 +699,12 @@ def alif_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, WrecT, rec, alpha,
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA, R, OR = _tile(alpha, nb), _tile(oma, nb), _tile(rho, nb), _tile(omr, nb)
-    x = _empty64(n, u.dtype)
-    Ib = _empty64(n, u.dtype)
+    x = empty64(n, u.dtype)
+    Ib = empty64(n, u.dtype)
     lw = spike_list_work(nb, N)
-    ur = _empty64(2 * n, u.dtype).reshape((2, n))   # u, s and b of the previous and current step
-    sr = _empty64(2 * n, u.dtype).reshape((2, n))
-    br = _empty64(2 * n, u.dtype).reshape((2, n))
+    ur = empty64(2 * n, u.dtype).reshape((2, n))   # u, s and b of the previous and current step
+    sr = empty64(2 * n, u.dtype).reshape((2, n))
+    br = empty64(2 * n, u.dtype).reshape((2, n))
     ur[0] = u[0, lo:hi].reshape(-1)
     sr[0] = s_init[lo:hi].reshape(-1)
     br[0] = b_init[lo:hi].reshape(-1)
@@ -780,26 +759,26 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     rb = max(1, min(nb, BLOCK // N))   # rows per block: a block's temporaries stay in cache
     m = rb * N
     A, OA, R, OR = _tile(alpha, rb), _tile(oma, rb), _tile(rho, rb), _tile(omr, rb)
-    IOA = _empty64(m, OA.dtype)
+    IOA = empty64(m, OA.dtype)
     IOA[:] = np.ones(m, OA.dtype) / OA
-    gu_n = _zeros64(n, dtype)           # dL/du_{t+1}
-    gb_n = _zeros64(n, dtype)           # dL/db_{t+1}
-    gs_c = _zeros64(n, dtype)           # terms of dL/ds_t produced by step t+1
-    gI = _zeros64(n, dtype)             # dL/dI_t of the chunk (after the step: dL/dI_{t+1})
-    ga = _zeros64(m, dtype)             # dL/dalpha and dL/drho, per position in a block
-    gr = _zeros64(m, dtype)
-    rflat = _zeros64(n, dtype)          # W_rec^T dL/dI_{t+1}
-    x = _empty64(m, dtype)
-    sg = _empty64(m, dtype)
-    ebf = _empty64(n, dtype)            # the external gradient, when formed here
+    gu_n = zeros64(n, dtype)           # dL/du_{t+1}
+    gb_n = zeros64(n, dtype)           # dL/db_{t+1}
+    gs_c = zeros64(n, dtype)           # terms of dL/ds_t produced by step t+1
+    gI = zeros64(n, dtype)             # dL/dI_t of the chunk (after the step: dL/dI_{t+1})
+    ga = zeros64(m, dtype)             # dL/dalpha and dL/drho, per position in a block
+    gr = zeros64(m, dtype)
+    rflat = zeros64(n, dtype)          # W_rec^T dL/dI_{t+1}
+    x = empty64(m, dtype)
+    sg = empty64(m, dtype)
+    ebf = empty64(n, dtype)            # the external gradient, when formed here
     xwork = scatter_work(dWinT.shape[1], nb, dtype)
     lwork = scatter_work(dWrecT.shape[1], nb, dtype)
     srows = np.empty(n + 1, np.int64)   # the row of each entry of a slot (``_dense_slot``)
     dWin_l, db_l, dWrec_l = _private_rows(dWinT), _private(db), _private_rows(dWrecT)
     fu = dtype.type(ext_on_u)
     fs = dtype.type(1 - ext_on_u)
-    segb = _zeros64((CHECK + 1) * n, dtype)  # b of slots k*CHECK .. k*CHECK + CHECK (flat)
-    segs = _empty64(CHECK * n, dtype)        # s of slots k*CHECK .. k*CHECK + CHECK - 1
+    segb = zeros64((CHECK + 1) * n, dtype)  # b of slots k*CHECK .. k*CHECK + CHECK (flat)
+    segs = empty64(CHECK * n, dtype)        # s of slots k*CHECK .. k*CHECK + CHECK - 1
     # flat views, made once (see alif_forward)
     uf, cf, gef = u.reshape(-1), bchk.reshape(-1), g_ext.reshape(-1)
     Wif, Wrf, Wef = Win.reshape(-1), Wrec.reshape(-1), W_ext.reshape(-1)
@@ -862,7 +841,7 @@ def integrator_forward(c, lo, hi, xp0, xp1, xcol, xval, WinT, bias, alpha, oma, 
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA = _tile(alpha, nb), _tile(oma, nb)
-    Ib = _empty64(n, u.dtype)
+    Ib = empty64(n, u.dtype)
     uf, Wi = u.reshape(-1), WinT.reshape(-1)
     for t in range(T):
         _input_current(t, lo, hi, B, N, xp0, xp1, xcol, xval, Wi, bias, Wi, False, xp0, xp1,
@@ -879,11 +858,11 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA = _tile(alpha, nb), _tile(oma, nb)
-    IOA = _empty64(n, OA.dtype)
+    IOA = empty64(n, OA.dtype)
     IOA[:] = np.ones(n, OA.dtype) / OA
-    gu_n = _zeros64(n, u.dtype)
-    gI = _zeros64(n, u.dtype)
-    ga = _zeros64(n, u.dtype)
+    gu_n = zeros64(n, u.dtype)
+    gI = zeros64(n, u.dtype)
+    ga = zeros64(n, u.dtype)
     xwork = scatter_work(dWinT.shape[1], nb, u.dtype)
     dWin_l, db_l = _private_rows(dWinT), _private(db)
     uf, gef, dWin_f, db_f, gxf, Wif = (u.reshape(-1), gu_ext.reshape(-1), dWin_l.reshape(-1),

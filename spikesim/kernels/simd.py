@@ -16,6 +16,7 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
   (``is_aligned64``): it goes to memory without first reading the line into the cache, for
   large arrays written once and read back much later. ``store_fence()`` makes such stores
   visible to other threads. ``prefetch(a, i)`` asks for the line of a[i] ahead of its use.
+- ``empty64(n, dtype)``, ``zeros64(n, dtype)``: 1D work arrays that start on a 64-byte boundary.
 - ``vfma(acc, s, v)``: acc + s * v for a scalar s (fast-math flags: contracted to one FMA, as
   the scalar loops are).
 - ``vadd_ordered(x, y)``: x + y that LLVM may not reassociate (a running sum over a loop).
@@ -35,8 +36,9 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
@@ -422,3 +424,24 @@ def at(typingctx, a, i):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
         return builder.load(builder.gep(data, [args[1]]))
     return a.dtype(a, types.intp), codegen
+
+
+@njit(inline="always")
+def empty64(n, dtype):
+    """np.empty(n, dtype) starting on a 64-byte boundary (Numba's arrays start on 16 or 32).
+    A 16-lane float32 vector at a multiple of 16 from it then lies in one cache line: a vector
+    split over two lines costs two accesses, and a store of one does not forward to a later
+    load (the scatters' read-modify-writes of the same row then wait)."""
+    raw = np.empty(n + 16, dtype)           # (16 elements: at least 64 bytes)
+    k = 0
+    while not is_aligned64(raw, k):
+        k += 1
+    return raw[k:k + n]
+
+
+@njit(inline="always")
+def zeros64(n, dtype):
+    """``empty64`` filled with zeros."""
+    a = empty64(n, dtype)
+    a[:] = 0
+    return a
