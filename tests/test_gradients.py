@@ -197,7 +197,7 @@ def test_streamed_and_cached_membrane_stores_agree(dtype):
     """The forward writes u with non-temporal stores when a chunk's rows are 64-byte aligned
     (``cpu.alif_forward``; ``Network._buf`` aligns them): on misaligned buffers (plain stores)
     the same network must give the same loss, u and gradients, bit for bit."""
-    from spikesim.model.network import _empty_aligned
+    from spikesim.workspace import empty_aligned
     cfg, net = _two_layer(dtype)
     _, other = _two_layer(dtype)
     rng = np.random.default_rng(8)
@@ -209,7 +209,7 @@ def test_streamed_and_cached_membrane_stores_agree(dtype):
         assert a.ctypes.data % 64 != 0
         return a
     other._buf = misaligned
-    assert _empty_aligned((3, 5), np.float32).ctypes.data % 64 == 0
+    assert empty_aligned((3, 5), np.float32).ctypes.data % 64 == 0
     with compute_threads(2):
         l1, g1, _, t1 = net.loss_and_grad(x, y)
         l2, g2, _, t2 = other.loss_and_grad(x, y)

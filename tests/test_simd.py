@@ -243,8 +243,8 @@ def _stream(a, i, src):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streamed_store_writes_its_16_lanes_where_aligned(dtype):
-    from spikesim.model.network import _empty_aligned
-    a = _empty_aligned(64, dtype)
+    from spikesim.workspace import empty_aligned
+    a = empty_aligned(64, dtype)
     a[:] = -1
     src = np.arange(16, dtype=dtype)
     step = 64 // a.itemsize                     # elements per 64 bytes

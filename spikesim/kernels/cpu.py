@@ -122,6 +122,14 @@ def _tile(a, nb):
 
 
 @njit(inline="always")
+def _reciprocal(a):
+    """1 / a elementwise, in a's dtype, into a 64-byte aligned array."""
+    out = empty64(a.shape[0], a.dtype)
+    out[:] = np.ones(a.shape[0], a.dtype) / a
+    return out
+
+
+@njit(inline="always")
 def _widths(n):
     """Lanes used in each of the four 16-lane vectors of a 64-lane block with n lanes left."""
     return min(16, n), max(0, min(16, n - 16)), max(0, min(16, n - 32)), max(0, min(16, n - 48))
@@ -759,8 +767,7 @@ def alif_backward(c, lo, hi, g_ext, W_ext, ext_prod, ext_on_u, u, bchk, xp0, xp1
     rb = max(1, min(nb, BLOCK // N))   # rows per block: a block's temporaries stay in cache
     m = rb * N
     A, OA, R, OR = _tile(alpha, rb), _tile(oma, rb), _tile(rho, rb), _tile(omr, rb)
-    IOA = empty64(m, OA.dtype)
-    IOA[:] = np.ones(m, OA.dtype) / OA
+    IOA = _reciprocal(OA)
     gu_n = zeros64(n, dtype)           # dL/du_{t+1}
     gb_n = zeros64(n, dtype)           # dL/db_{t+1}
     gs_c = zeros64(n, dtype)           # terms of dL/ds_t produced by step t+1
@@ -858,8 +865,7 @@ def integrator_backward(c, lo, hi, gu_ext, u, xp0, xp1, xcol, xval, Win, gx, gx_
     nb = hi - lo
     n, off = nb * N, lo * N
     A, OA = _tile(alpha, nb), _tile(oma, nb)
-    IOA = empty64(n, OA.dtype)
-    IOA[:] = np.ones(n, OA.dtype) / OA
+    IOA = _reciprocal(OA)
     gu_n = zeros64(n, u.dtype)
     gI = zeros64(n, u.dtype)
     ga = zeros64(n, u.dtype)

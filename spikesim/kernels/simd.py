@@ -21,7 +21,7 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
   the scalar loops are).
 - ``vadd_ordered(x, y)``: x + y that LLVM may not reassociate (a running sum over a loop).
 - ``lanes16(test)`` builds f(a, i): a 16-bit mask of the lanes of a[i:i + 16] where ``test``
-  holds (``nonzero16``, ``nonfinite16``): one vector compare instead of a loop of shifts;
+  holds (``nonzero16``): one vector compare instead of a loop of shifts;
   ``vbits_nonzero(v)``, ``vbits_nonfinite(v)`` the same for a vector value.
 - ``compress16(dst, p, src, s, w, m)``: the lanes k < w of src[s:s + 16] whose bit k of m is
   set, stored one after the other at dst[p:] (AVX-512 ``vcompress``): a list's entries are
@@ -126,20 +126,6 @@ def vstore(typingctx, a, i, n, v):
 
 
 @intrinsic
-def vstore16_stream(typingctx, a, i, v):
-    """a[i:i + 16] = v as a non-temporal store; a[i] must be 64-byte aligned (a fault if not)."""
-    if not (_flat_array(a) and isinstance(v, Vec16) and v.dtype == a.dtype):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _vptr(context, builder, sig.args[0], args[0], args[1], context.get_value_type(v))
-        st = builder.store(args[2], ptr, align=64)
-        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(_i32, 1)]))
-        return context.get_dummy_value()
-    return types.none(a, types.intp, v), codegen
-
-
-@intrinsic
 def store_fence(typingctx):
     """A full memory fence (mfence on x86): the non-temporal stores before it are visible to
     every thread after it."""
@@ -194,17 +180,25 @@ def vload16(typingctx, a, i):
     return vt(a, types.intp), codegen
 
 
-@intrinsic
-def vstore16(typingctx, a, i, v):
-    """a[i:i + 16] = v (a plain store)."""
-    if not (_flat_array(a) and isinstance(v, Vec16) and v.dtype == a.dtype):
-        return None
+def _store16(stream):
+    """An intrinsic f(a, i, v): a[i:i + 16] = v, a plain store, or with ``stream`` a
+    non-temporal one, which needs a[i] 64-byte aligned (a fault if not)."""
+    def typer(typingctx, a, i, v):
+        if not (_flat_array(a) and isinstance(v, Vec16) and v.dtype == a.dtype):
+            return None
 
-    def codegen(context, builder, sig, args):
-        ptr = _vptr(context, builder, sig.args[0], args[0], args[1], context.get_value_type(v))
-        builder.store(args[2], ptr, align=a.dtype.bitwidth // 8)
-        return context.get_dummy_value()
-    return types.none(a, types.intp, v), codegen
+        def codegen(context, builder, sig, args):
+            ptr = _vptr(context, builder, sig.args[0], args[0], args[1], context.get_value_type(v))
+            st = builder.store(args[2], ptr, align=64 if stream else a.dtype.bitwidth // 8)
+            if stream:
+                st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(_i32, 1)]))
+            return context.get_dummy_value()
+        return types.none(a, types.intp, v), codegen
+    return intrinsic(typer)
+
+
+vstore16 = _store16(False)
+vstore16_stream = _store16(True)
 
 
 @intrinsic
@@ -247,7 +241,6 @@ def _is_nonfinite(bld, x, vty):
 
 
 nonzero16 = lanes16(_is_nonzero)
-nonfinite16 = lanes16(_is_nonfinite)
 
 
 def _vbits(test):

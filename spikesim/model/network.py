@@ -15,6 +15,7 @@ from ..kernels.threads import compute_threads, n_chunks, run_chunks
 from .config import NetworkConfig, param_shapes
 from .surrogates import surrogate_tuple
 from ..train import losses
+from ..workspace import work_array
 
 
 
@@ -214,15 +215,6 @@ class Trace:
 # ----------------------------------------------------------------------------------------------
 # The network
 # ----------------------------------------------------------------------------------------------
-def _empty_aligned(shape, dtype, align=64) -> np.ndarray:
-    """np.empty(shape, dtype) whose data start on a multiple of ``align`` bytes."""
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
-    raw = np.empty(n * dtype.itemsize + align, np.uint8)
-    k = -raw.ctypes.data % align
-    return raw[k:k + n * dtype.itemsize].view(dtype).reshape(shape)
-
-
 def _run_calls(c, lo, hi, calls):
     """kernel(c, lo, hi, *args) for each (kernel, args) of ``calls`` in order: one chunk's share
     of several kernels in a single hand-off to the thread pool."""
@@ -311,12 +303,7 @@ class Network:
         """A work array, 64-byte aligned (the forward streams the membrane into it with aligned
         non-temporal stores): reused across calls when ``reuse_buffers`` is on (fresh multi-MB
         arrays per step cost page faults), else freshly allocated."""
-        if not self.reuse_buffers:
-            return _empty_aligned(shape, self.dtype)
-        a = self._ws.get(key)
-        if a is None or a.shape != shape:
-            a = self._ws[key] = _empty_aligned(shape, self.dtype)
-        return a
+        return work_array(self._ws if self.reuse_buffers else None, key, shape, self.dtype)
 
     def _forward(self, x, state) -> Trace:
         """All layers' kernels for one chunk of the batch run in one hand-off to the thread pool

@@ -25,6 +25,7 @@ from ..kernels.simd import LANES, vload, vstore
 from ..kernels.threads import n_chunks, run_chunks
 from ..model.config import LOSSES
 from ..model.surrogates import fexp
+from ..workspace import work_array
 
 
 @dataclass
@@ -156,21 +157,10 @@ def _softmax_rows(u, q):
             q[r, c] /= tot
 
 
-def _work(work, key, shape, dtype):
-    """A work array from the caller's dict ``work`` (reused while its shape and dtype fit:
-    fresh multi-MB arrays cost page faults on every call), or a new one."""
-    if work is None:
-        return np.empty(shape, dtype)
-    a = work.get(key)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = work[key] = np.empty(shape, dtype)
-    return a
-
-
 def nll_per_step(out, labels, start=0, grad=True, carry=None, work=None):
     labels = _check(out, labels, start, True)
     T, B, C = out.shape
-    g = _work(work, "nll.g", out.shape, out.dtype) if grad else np.zeros((1, 1, 1), out.dtype)
+    g = work_array(work, "nll.g", out.shape, out.dtype) if grad else np.zeros((1, 1, 1), out.dtype)
     if grad:
         g[:start] = 0
     u2 = np.ascontiguousarray(out[start:]).reshape(-1, C)
@@ -179,7 +169,7 @@ def nll_per_step(out, labels, start=0, grad=True, carry=None, work=None):
     nch = n_chunks(R)
     parts = np.zeros(nch)
     hits, valid = np.zeros(nch, np.int64), np.zeros(nch, np.int64)
-    pred = _work(work, "nll.pred", (T, B), np.int64)        # (B, T) below: all steps
+    pred = work_array(work, "nll.pred", (T, B), np.int64)        # (B, T) below: all steps
     run_chunks(_nll_rows, R, u2, labels, start, out.dtype.type(1.0 / B), g2, grad, parts,
                pred[start:].reshape(-1), hits, valid, nch=nch)
     loss = parts.sum() / B
@@ -244,7 +234,7 @@ def ce_sum_softmax(out, labels, start=0, grad=True, carry=None, work=None):
     pred = z.argmax(1)
     g = None
     if grad:
-        g = _work(work, "ce.g", out.shape, out.dtype)
+        g = work_array(work, "ce.g", out.shape, out.dtype)
         g[:start] = 0
         run_chunks(_softmax_sum_grad, B, q, dz, start, g)
     return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
@@ -258,7 +248,7 @@ def ce_sum_spike(out, labels, start=0, grad=True, carry=None, work=None):
     pred = z.argmax(1)
     g = None
     if grad:
-        g = _work(work, "ce.g", out.shape, out.dtype)
+        g = work_array(work, "ce.g", out.shape, out.dtype)
         g[:start] = 0
         g[start:] = dz.astype(out.dtype)[None]
     return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
