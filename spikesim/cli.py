@@ -20,21 +20,22 @@ def _task_module(name):
     try:
         return importlib.import_module(TASKS[name])
     except ModuleNotFoundError as e:      # a task not built yet in this checkout
-        raise SystemExit(f"spikesim: task {name!r} is not available ({e})")
+        raise SystemExit(f"spikesim: task {name!r} is not available ({e})") from e
 
 
 def cmd_demo(args) -> int:
     """Train a small SRNN on the built-in delayed-cue task and report test accuracy."""
-    from .model.network import Network
+    from .network import Network
     from .tasks import synthetic
-    from .train.trainer import Trainer, evaluate
+    from .train.evaluate import evaluate
+    from .train.trainer import Trainer
 
     train, test = synthetic.datasets(seed=args.seed)
     net = Network(synthetic.network_config(), seed=args.seed)
     cfg = synthetic.train_config(epochs=args.epochs, seed=args.seed)
     print(f"spikesim demo: delayed-cue task, {len(train)} train / {len(test)} test sequences of "
-          f"{synthetic.T} steps, network {synthetic.N_IN} -> {net.config.layers[0].size} rec ALIF -> "
-          f"{synthetic.N_CLASSES} integrator, {cfg.epochs} epochs")
+          f"{synthetic.T} steps, network {synthetic.N_IN} -> {net.config.layers[0].size} rec "
+          f"ALIF -> {synthetic.N_CLASSES} integrator, {cfg.epochs} epochs")
     t0 = time.time()
     trainer = Trainer(net, cfg, train, test, out_dir=args.out, progress=not args.quiet)
     if args.out and args.resume:
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gradcheck", help="finite-difference and reference checks of every gradient")
     g.add_argument("--quick", action="store_true", help="smaller, faster checks")
-    g.add_argument("--tol", type=float, default=1e-5, help="max relative error for finite differences")
+    g.add_argument("--tol", type=float, default=1e-5,
+                   help="max relative error for finite differences")
     g.set_defaults(func=lambda a: importlib.import_module("validation.gradcheck").run(a))
 
     b = sub.add_parser("bench", help="time one training step of the benchmark configurations")
@@ -73,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="write the records as JSON here")
     b.add_argument("--repeats", type=int, default=7)
     b.add_argument("--no-reference", action="store_true", help="skip the NumPy reference timing")
-    b.add_argument("--no-torch", action="store_true", help="skip PyTorch even where it is installed")
+    b.add_argument("--no-torch", action="store_true",
+                   help="skip PyTorch even where it is installed")
     b.set_defaults(func=lambda a: importlib.import_module("validation.bench").run(a))
 
     for verb in ("train", "eval"):
@@ -82,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         for name in TASKS:
             tp = vs.add_parser(name)
             tp.set_defaults(task=name)
-            tp.set_defaults(func=(lambda a, verb=verb: getattr(_task_module(a.task), f"run_{verb}")(a)))
+            tp.set_defaults(func=(lambda a, verb=verb:
+                                  getattr(_task_module(a.task), f"run_{verb}")(a)))
             try:
                 getattr(_task_module(name), f"add_{verb}_args")(tp, name)
             except SystemExit:

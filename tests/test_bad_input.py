@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from spikesim.backends.cpu import losses
 from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig
-from spikesim.model.network import Network, initial_state
-from spikesim.train import losses
+from spikesim.network import Network, initial_state
 
 
 def cfg():
@@ -100,7 +100,8 @@ def test_inconsistent_config():
     with pytest.raises(ValueError, match="integrator can only be the last"):
         NetworkConfig(3, [LayerConfig(4, "integrator"), LayerConfig(2, "rec")])
     with pytest.raises(ValueError, match="reads spikes"):
-        NetworkConfig(3, [LayerConfig(4, "rec"), LayerConfig(2, "integrator")], LossConfig("ce_sum_spike"))
+        NetworkConfig(3, [LayerConfig(4, "rec"), LayerConfig(2, "integrator")],
+                      LossConfig("ce_sum_spike"))
     with pytest.raises(ValueError, match="positive integer"):
         LayerConfig(0)
     with pytest.raises(ValueError, match="duplicate layer name"):
@@ -170,6 +171,7 @@ def test_presets_build_with_the_official_shapes():
     shapes = {name: param_shapes(f()) for name, f in PRESETS.items()}
     assert shapes["shd"]["h1.W_in"] == (128, 700) and shapes["shd"]["o.W_in"] == (20, 128)
     assert shapes["ecg"]["hidden.W_rec"] == (36, 36) and shapes["ecg"]["out.W_in"] == (6, 36)
-    assert shapes["smnist-nmi"]["r2.W_in"] == (256, 64) and shapes["smnist-nmi"]["o.W_in"] == (10, 256)
+    assert (shapes["smnist-nmi"]["r2.W_in"] == (256, 64)
+            and shapes["smnist-nmi"]["o.W_in"] == (10, 256))
     for f in PRESETS.values():
         Network(f(), seed=0)        # initialises without error

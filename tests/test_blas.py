@@ -1,10 +1,10 @@
-"""``spikesim.kernels.blas.matmul``: the kernels' per-step product on flat arrays and offsets
+"""``spikesim.backends.cpu.blas.matmul``: the kernels' per-step product on flat arrays and offsets
 equals np.dot bit for bit (the same BLAS call) and touches nothing outside its output rows."""
 import numpy as np
 import pytest
 from numba import njit
 
-from spikesim.kernels.blas import matmul
+from spikesim.backends.cpu.blas import matmul
 
 
 @njit

@@ -13,7 +13,7 @@ from spikesim.cli import main
 from spikesim.data.qtdb import find_qtdb_dir, load_qtdb
 from spikesim.errors import CheckpointError
 from spikesim.io.checkpoint import save_checkpoint
-from spikesim.model.network import Network
+from spikesim.network import Network
 from spikesim.tasks import ecg
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -117,7 +117,8 @@ def test_icons_checkpoint_accuracy_real_data(test_set):
     net = ecg.from_official(ICONS, "icons", dtype=np.float64)
     res, _ = ecg.evaluate_network(net, test_set.x, test_set.labels, "zeros")
     assert res["accuracy"] * 100 == pytest.approx(83.17, abs=0.05)
-    res, _ = ecg.evaluate_network(net, test_set.x, test_set.labels, "random", seeds=3, variant="icons")
+    res, _ = ecg.evaluate_network(net, test_set.x, test_set.labels, "random", seeds=3,
+                                  variant="icons")
     assert res["accuracy"] * 100 == pytest.approx(85.55, abs=0.5)
     assert len(res["accuracies"]) == 3 and res["accuracy_std"] > 0
 
@@ -181,7 +182,8 @@ def test_train_loss_falls_and_resume(tmp_path):
     h = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in h] == [1, 2]
     assert (out / "last.ckpt").is_file() and (out / "best.ckpt").is_file()
-    assert (out / "config.json").is_file() and json.loads((out / "config.json").read_text())["seed"] == 1
+    assert ((out / "config.json").is_file()
+            and json.loads((out / "config.json").read_text())["seed"] == 1)
     assert main(common + ["--epochs", "4", "--resume"]) == 0
     h2 = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in h2] == [1, 2, 3, 4]

@@ -28,7 +28,8 @@ def test_window_shape_and_values_stride1():
 
 def test_window_flat_and_square_inputs_agree():
     imgs = ramp_images(2)
-    np.testing.assert_array_equal(E.sliding_window(imgs, 3), E.sliding_window(imgs.reshape(2, -1), 3))
+    np.testing.assert_array_equal(E.sliding_window(imgs, 3),
+                                  E.sliding_window(imgs.reshape(2, -1), 3))
 
 
 @pytest.mark.parametrize("stride", [2, 3, 4, 28])
@@ -45,7 +46,8 @@ def test_window_stride(stride):
     if (T - 1) * stride + k > 784:  # the last step runs past the end: clamped to the final k pixels
         np.testing.assert_allclose(out[:, -1], pix[:, -k:], rtol=1e-6)
     else:  # e.g. stride 28, k 10: last window starts at 756 and fits
-        np.testing.assert_allclose(out[:, -1], pix[:, (T - 1) * stride:(T - 1) * stride + k], rtol=1e-6)
+        np.testing.assert_allclose(out[:, -1], pix[:, (T - 1) * stride:(T - 1) * stride + k],
+                                   rtol=1e-6)
 
 
 def test_window_k_equals_stride_tiles_image():
@@ -75,7 +77,8 @@ def test_window_time_major():
     np.testing.assert_array_equal(b, a.transpose(1, 0, 2))
 
 
-@pytest.mark.parametrize("kw", [dict(k=0), dict(k=785), dict(k=3, stride=0), dict(k=3, scale="log")])
+@pytest.mark.parametrize("kw", [dict(k=0), dict(k=785), dict(k=3, stride=0),
+                                dict(k=3, scale="log")])
 def test_window_bad_args(kw):
     with pytest.raises(ValueError):
         E.sliding_window(ramp_images(1), **kw)

@@ -3,9 +3,9 @@ plain-NumPy reference (surrogate mode), both float64; float32 against float64.""
 import numpy as np
 import pytest
 
-from spikesim.kernels.threads import compute_threads
+from spikesim.backends.cpu.threads import compute_threads
 from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig
-from spikesim.model.network import Network
+from spikesim.network import Network
 from validation import gradcheck
 
 
@@ -18,7 +18,8 @@ def test_finite_differences(name):
         fd = gradcheck.finite_difference(net, x, labels, state)
     for k, g in grads.items():
         if not np.any(g) and np.max(np.abs(fd[k])) < 1e-9:
-            assert k.endswith("tau_adp") and cfg.layers[[l.name for l in cfg.layers].index(k.split(".")[0])].beta == 0
+            assert (k.endswith("tau_adp")
+                    and cfg.layers[[l.name for l in cfg.layers].index(k.split(".")[0])].beta == 0)
             continue
         assert np.max(np.abs(fd[k])) > 1e-6, f"{k}: gradient too small to be informative"
         assert gradcheck.rel_err(fd[k], g) < 1e-5, k
@@ -36,13 +37,13 @@ def test_wide_reference_case_reaches_the_wide_layer_paths():
     it still reaches them: scatters grouped by column (at least GROUP_N neurons and four
     entries per column and step in each batch chunk, input and recurrent), and a top layer
     that sends dL/dI down (eight times narrower than its input)."""
-    from spikesim.kernels import cpu
-    from spikesim.kernels.threads import n_chunks
+    from spikesim.backends.cpu.gather_scatter import GROUP_N
+    from spikesim.backends.cpu.threads import n_chunks
     cfg = gradcheck.task_topologies(quick=True)["wide"]
     net, x, labels, state = gradcheck.reference_problem("wide", cfg, quick=True)
     trace = net.forward(x, state)
     hidden, top = cfg.layers
-    assert hidden.size >= cpu.GROUP_N and 8 * top.size <= hidden.size
+    assert hidden.size >= GROUP_N and 8 * top.size <= hidden.size
     rows = x.shape[0] // n_chunks(x.shape[0])
     s = trace.layers[0].s_full[:-1]                 # s_{t-1}, read by step t's W_rec gradient
     assert (s != 0).sum(axis=(1, 2)).min() / n_chunks(x.shape[0]) >= 4 * hidden.size
@@ -75,7 +76,8 @@ def _two_layer(dtype, surrogate="multi_gaussian"):
 
 def test_float32_close_to_float64_in_smooth_mode():
     cfg, n64 = _two_layer(np.float64, SurrogateConfig("smooth", k=2.0))
-    n32 = Network(cfg, params={k: v.astype(np.float32) for k, v in n64.params.items()}, dtype=np.float32)
+    n32 = Network(cfg, params={k: v.astype(np.float32) for k, v in n64.params.items()},
+                  dtype=np.float32)
     rng = np.random.default_rng(0)
     x = rng.random((4, 30, 6)) * 2
     y = rng.integers(0, 4, 4)
@@ -90,7 +92,8 @@ def test_float32_surrogate_exp_accuracy():
     """The float32 kernels' polynomial exp agrees with the exact surrogate to float32 precision."""
     from validation.reference_numpy import surrogate_derivative
     cfg, n32 = _two_layer(np.float32)
-    n64 = Network(cfg, params={k: v.astype(np.float64) for k, v in n32.params.items()}, dtype=np.float64)
+    n64 = Network(cfg, params={k: v.astype(np.float64) for k, v in n32.params.items()},
+                  dtype=np.float64)
     x = (np.random.default_rng(1).random((3, 20, 6)) < 0.5).astype(np.float32) * 3
     y = np.array([0, 1, 2])
     tr32, tr64 = n32.forward(x), n64.forward(x)
@@ -104,10 +107,10 @@ def test_float32_surrogate_exp_accuracy():
     xs = np.linspace(-4, 4, 1001)
     sur = SurrogateConfig("multi_gaussian")
     exact = surrogate_derivative(xs, sur)
-    from spikesim.kernels.cpu import _surrogates
-    from spikesim.model.surrogates import surrogate_tuple
+    from spikesim.backends.cpu.neuron_rows import surrogate_rows
+    from spikesim.model.surrogates import surrogate_consts
     o32 = np.empty(xs.size, np.float32)        # the kernels' own surrogate loop, in float32
-    _surrogates(xs.astype(np.float32), o32, xs.size, surrogate_tuple(sur, np.float32))
+    surrogate_rows(xs.astype(np.float32), o32, xs.size, surrogate_consts(sur, np.float32))
     assert np.max(np.abs(o32 - exact)) < 1e-5          # peak 0.878: ~1e-5 relative
 
 
@@ -128,7 +131,7 @@ def test_results_do_not_depend_on_thread_count_beyond_rounding():
 
 
 def test_backward_runs_in_the_forward_chunks_when_the_thread_count_changes():
-    """The kernels read each chunk's list entries as one run (``cpu._entry_rows``): a backward
+    """The kernels read each chunk's list entries as one run (``lists.entry_rows``): a backward
     under another thread count must still use the forward's chunks, and give its results."""
     cfg, net = _two_layer(np.float64)
     rng = np.random.default_rng(6)
@@ -175,7 +178,7 @@ def test_trace_state_matches_the_numpy_reference(name):
 
 def test_wide_layer_sparse_scatters_against_the_reference():
     """The "wide" network with one batch row per chunk: each step has fewer than four entries
-    per column, so its weight gradients take the per-entry scatter (``cpu._scatter_row``,
+    per column, so its weight gradients take the per-entry scatter (``gather_scatter._scatter_row``,
     a 128-lane block and a rest) instead of the grouped one; checked against the NumPy
     reference in float64."""
     from validation.reference_numpy import reference_loss_and_grads
@@ -195,9 +198,9 @@ def test_wide_layer_sparse_scatters_against_the_reference():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streamed_and_cached_membrane_stores_agree(dtype):
     """The forward writes u with non-temporal stores when a chunk's rows are 64-byte aligned
-    (``cpu.alif_forward``; ``Network._buf`` aligns them): on misaligned buffers (plain stores)
-    the same network must give the same loss, u and gradients, bit for bit."""
-    from spikesim.workspace import empty_aligned
+    (``layers.alif_forward``; ``CpuBackend._buf`` aligns them): on misaligned buffers (plain
+    stores) the same network must give the same loss, u and gradients, bit for bit."""
+    from spikesim.backends.cpu.workspace import empty_aligned
     cfg, net = _two_layer(dtype)
     _, other = _two_layer(dtype)
     rng = np.random.default_rng(8)
@@ -208,7 +211,7 @@ def test_streamed_and_cached_membrane_stores_agree(dtype):
         a = np.empty(int(np.prod(shape)) + 1, dtype)[1:].reshape(shape)
         assert a.ctypes.data % 64 != 0
         return a
-    other._buf = misaligned
+    other.backend._buf = misaligned
     assert empty_aligned((3, 5), np.float32).ctypes.data % 64 == 0
     with compute_threads(2):
         l1, g1, _, t1 = net.loss_and_grad(x, y)

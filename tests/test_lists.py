@@ -1,10 +1,10 @@
-"""The non-zero lists the kernels read their inputs from: built by ``cpu.input_lists`` with
-16-lane vector compares (``cpu._lanes16``) plus a loop for the remainder, so rows of 70
+"""The non-zero lists the kernels read their inputs from: built by ``lists.input_lists`` with
+16-lane vector compares (``simd.lanes16``) plus a loop for the remainder, so rows of 70
 values exercise both, at every kind of position."""
 import numpy as np
 import pytest
 
-from spikesim.kernels import cpu
+from spikesim.backends.cpu.lists import input_lists
 
 
 def build(X):
@@ -12,7 +12,7 @@ def build(X):
     p0, p1 = np.empty(T * B, np.int64), np.empty(T * B, np.int64)
     col, val = np.empty(T * B * N, np.int32), np.empty(T * B * N, X.dtype)
     bad = np.zeros(1, np.int64)
-    cpu.input_lists(0, 0, B, X, p0, p1, col, val, bad)
+    input_lists(0, 0, B, X, p0, p1, col, val, bad)
     return p0, p1, col, val, bad[0]
 
 

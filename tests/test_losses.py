@@ -4,8 +4,8 @@ partial block of 8 rows in the kernel."""
 import numpy as np
 import pytest
 
-from spikesim.kernels.threads import compute_threads
-from spikesim.train.losses import nll_per_step
+from spikesim.backends.cpu.losses import nll_per_step
+from spikesim.backends.cpu.threads import compute_threads
 
 
 def _reference(out, labels, start):
@@ -52,7 +52,7 @@ def test_nll_per_step_matches_numpy(dtype, T, B, C, start, threads):
 def test_reused_work_arrays_give_the_same_results(kind):
     """With a ``work`` dict the gradient (and NLL predictions) live in arrays reused from call
     to call: the steps before ``start`` must still be zero, whatever the previous call left."""
-    from spikesim.train.losses import compute
+    from spikesim.backends.cpu.losses import compute
     rng = np.random.default_rng(4)
     T, B, C = 12, 5, 4
     out = rng.standard_normal((T, B, C))

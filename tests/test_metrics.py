@@ -78,7 +78,8 @@ def test_boundary_detection_per_class():
     assert r["tp"].tolist() == [2, 2, 2] and r["fp"].sum() == 0 and r["fn"].sum() == 0
     # start: onsets at t <= start are ignored
     r = metrics.boundary_detection(p, y, 3, tolerance=2, start=5)
-    assert r["tp"].tolist() == [0, 0, 1] and r["fn"].tolist() == [1, 0, 0] and r["fp"].tolist() == [0, 1, 0]
+    assert (r["tp"].tolist() == [0, 0, 1] and r["fn"].tolist() == [1, 0, 0]
+            and r["fp"].tolist() == [0, 1, 0])
     with pytest.raises(ValueError):
         metrics.boundary_detection(p, y, 3, tolerance=-1)
 

@@ -67,7 +67,8 @@ def test_gzip_detected_by_magic_not_suffix(tmp_path):
 
 def test_load_idx_pair(tmp_path):
     images, labels = make_set(n=25)
-    x, y = M.load_idx_pair(write_idx(tmp_path / "i", images, gz=True), write_idx(tmp_path / "l", labels))
+    x, y = M.load_idx_pair(write_idx(tmp_path / "i", images, gz=True),
+                           write_idx(tmp_path / "l", labels))
     assert x.dtype == np.uint8 and x.shape == (25, 28, 28)
     assert y.dtype == np.int64 and y.shape == (25,)
     np.testing.assert_array_equal(y, labels)
@@ -317,13 +318,15 @@ def _real_mnist_dir():
     candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
     for c in candidates:
         for d in (c, c / "mnist"):
-            if (d / "t10k-images-idx3-ubyte.gz").is_file() and (d / "mnist_5k_train.csv.gz").is_file():
+            if ((d / "t10k-images-idx3-ubyte.gz").is_file()
+                    and (d / "mnist_5k_train.csv.gz").is_file()):
                 return d
     return None
 
 
 REAL = _real_mnist_dir()
-needs_real = pytest.mark.skipif(REAL is None, reason="real MNIST files (shared/data/mnist or $SPIKESIM_DATA) not present")
+needs_real = pytest.mark.skipif(
+    REAL is None, reason="real MNIST files (shared/data/mnist or $SPIKESIM_DATA) not present")
 
 
 @needs_real
@@ -345,7 +348,8 @@ def test_real_csv_subset():
 
 @needs_real
 def test_real_train_limit_stratified():
-    if (REAL / "train-images-idx3-ubyte.gz").exists() or (REAL / "train-images-idx3-ubyte").exists():
+    if ((REAL / "train-images-idx3-ubyte.gz").exists()
+            or (REAL / "train-images-idx3-ubyte").exists()):
         pytest.skip("full train IDX present; the 500-per-class check is for the CSV subset")
     x, y = M.load_mnist(REAL, "train", limit=1000)
     assert x.shape == (1000, 28, 28)

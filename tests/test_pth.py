@@ -169,7 +169,8 @@ def write_zip(path, obj, model=None, top="archive"):
         zf.writestr(f"{top}/data.pkl", data)
         zf.writestr(f"{top}/byteorder", "little")
         for key, st in storages.items():
-            zf.writestr(f"{top}/data/{key}", st.data.astype(st.data.dtype.newbyteorder("<")).tobytes())
+            zf.writestr(f"{top}/data/{key}",
+                        st.data.astype(st.data.dtype.newbyteorder("<")).tobytes())
         zf.writestr(f"{top}/version", "3\n")
 
 
@@ -391,7 +392,8 @@ def test_missing_file(tmp_path):
         load_pth(tmp_path / "nope.pth")
 
 
-@pytest.mark.parametrize("content", [b"", b"hello world, not a checkpoint", b"\x89PNG\r\n\x1a\n" + b"0" * 40])
+@pytest.mark.parametrize("content", [b"", b"hello world, not a checkpoint",
+                                     b"\x89PNG\r\n\x1a\n" + b"0" * 40])
 def test_garbage_file(tmp_path, content):
     path = tmp_path / "garbage.pth"
     path.write_bytes(content)
@@ -480,7 +482,8 @@ REFERENCE = {
         **_linear("i_2_h1", 128, 700), **_linear("h1_2_h1", 128, 128),
         **_linear("h1_2_h2", 128, 128), **_linear("h2_2_h2", 128, 128),
         **_linear("h2o", 20, 128),
-        **{f"tau_{k}_{l}": (n,) for k in ("adp", "m") for l, n in (("h1", 128), ("h2", 128), ("o", 20))},
+        **{f"tau_{k}_{l}": (n,) for k in ("adp", "m")
+           for l, n in (("h1", 128), ("h2", 128), ("o", 20))},
     },
 }
 

@@ -121,7 +121,8 @@ def test_missing_key_y(tmp_path):
         qtdb.load_qtdb(tmp_path)
 
 
-@pytest.mark.parametrize("key,shape", [("x", (2, 100, 4)), ("x", (2, T, 3)), ("y", (2, T, 5)), ("y", (3, T, 6))])
+@pytest.mark.parametrize("key,shape", [("x", (2, 100, 4)), ("x", (2, T, 3)), ("y", (2, T, 5)),
+                                       ("y", (3, T, 6))])
 def test_wrong_shape(tmp_path, key, shape):
     raw, _, _ = make_fake(2)
     raw[key] = np.zeros(shape, dtype=raw[key].dtype)
@@ -337,7 +338,7 @@ def test_cli_eval_ecg_download(http_root, tmp_path, monkeypatch):
     """`spikesim eval ecg --download` fetches the missing test file, verifies it, evaluates."""
     from spikesim.cli import main
     from spikesim.io.checkpoint import save_checkpoint
-    from spikesim.model.network import Network
+    from spikesim.network import Network
     from spikesim.tasks import ecg
     root, url = http_root
     raw, _, _ = make_fake(3, seed=7)

@@ -6,10 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikesim.model.config import (LayerConfig, LossConfig, NetworkConfig, SurrogateConfig,
-                                   param_names, param_shapes)
-from validation.reference_numpy import (forward, reference_loss, reference_loss_and_grads,
-                                        surrogate_derivative)
+from spikesim.model.config import (
+    LayerConfig,
+    LossConfig,
+    NetworkConfig,
+    SurrogateConfig,
+    param_names,
+    param_shapes,
+)
+from validation.reference_numpy import (
+    forward,
+    reference_loss,
+    reference_loss_and_grads,
+    surrogate_derivative,
+)
 
 B = 3
 SMOOTH = dict(name="smooth", k=1.5)
@@ -56,7 +66,8 @@ def make_labels(cfg, rng, T, mask_frac=0.0):
 
 
 def finite_difference_grads(cfg, params, x, labels, init_state, carry, eps=2e-4):
-    """Fourth-order central differences (truncation O(eps^4) is negligible at this eps, roundoff ~1e-15 * |L| / eps)."""
+    """Fourth-order central differences (truncation O(eps^4) is negligible at this eps,
+    roundoff ~1e-15 * |L| / eps)."""
     fd = {}
     for name in param_names(cfg):
         g = np.zeros_like(params[name])
@@ -86,7 +97,8 @@ def check_against_fd(cfg, T, seed, mask_frac=0.0, with_carry=False, w_scale=1.0)
 
     loss, grads = reference_loss_and_grads(cfg, params, x, labels, init_state, carry)
     assert np.isfinite(loss) and loss > 0
-    assert loss == pytest.approx(reference_loss(cfg, params, x, labels, init_state, carry), rel=0, abs=0)
+    assert loss == pytest.approx(reference_loss(cfg, params, x, labels, init_state, carry),
+                                 rel=0, abs=0)
     assert set(grads) == set(param_names(cfg))
     fd = finite_difference_grads(cfg, params, x, labels, init_state, carry)
 
@@ -102,7 +114,8 @@ def check_against_fd(cfg, T, seed, mask_frac=0.0, with_carry=False, w_scale=1.0)
             assert np.all(g == 0.0) and np.max(np.abs(f)) < 1e-9, (name, g, f)
             continue
         # The metric is only meaningful if the gradients are well above the FD noise floor
-        # (~1e-11 absolute here, measured max relative error ~1e-7): every element must be informative, no element (near) zero.
+        # (~1e-11 absolute here, measured max relative error ~1e-7): every element must be
+        # informative, no element (near) zero.
         assert np.min(np.abs(f)) > 1e-6, (name, np.min(np.abs(f)))
         err = rel_err(f, g)
         assert np.max(err) < 1e-5, (name, np.max(err), f, g)
@@ -199,7 +212,8 @@ def test_forward_default_state_and_shapes():
     np.testing.assert_allclose(out["layer0"]["thr"][0], np.broadcast_to(B0, (B, 4)), rtol=1e-14)
     u0 = (1 - alpha) * I0
     np.testing.assert_allclose(out["layer0"]["u"][0], u0, rtol=1e-14)
-    np.testing.assert_allclose(out["layer0"]["s"][0], 1 / (1 + np.exp(-1.5 * (u0 - B0))), rtol=1e-14)
+    np.testing.assert_allclose(out["layer0"]["s"][0], 1 / (1 + np.exp(-1.5 * (u0 - B0))),
+                               rtol=1e-14)
 
 
 @pytest.mark.parametrize("surrogate", ["multi_gaussian", "gaussian", "linear", "slayer"])
@@ -219,7 +233,8 @@ def test_surrogate_mode_finite_and_binary(surrogate):
         assert set(np.unique(s)) <= {0.0, 1.0}
         assert 0 < s.mean() < 1, "neurons should spike sometimes, not always"
         # Strict threshold: s = 1 exactly where u > B.
-        np.testing.assert_array_equal(s, (out[layer.name]["u"] > out[layer.name]["thr"]).astype(float))
+        np.testing.assert_array_equal(
+            s, (out[layer.name]["u"] > out[layer.name]["thr"]).astype(float))
     loss, grads = reference_loss_and_grads(cfg, params, x, rng.integers(0, 5, size=B), init_state)
     assert np.isfinite(loss)
     for name, g in grads.items():
@@ -235,7 +250,8 @@ def test_surrogate_functions():
     mg = SurrogateConfig(name="multi_gaussian", gamma=0.5, sigma=0.5, h=0.15, scale=6.0)
     n = lambda v, mu, sd: np.exp(-(v - mu) ** 2 / (2 * sd ** 2)) / (np.sqrt(2 * np.pi) * sd)  # noqa: E731
     np.testing.assert_allclose(surrogate_derivative(x, mg),
-                               0.5 * (1.15 * n(x, 0, 0.5) - 0.15 * n(x, 0.5, 3.0) - 0.15 * n(x, -0.5, 3.0)))
+                               0.5 * (1.15 * n(x, 0, 0.5) - 0.15 * n(x, 0.5, 3.0)
+                                      - 0.15 * n(x, -0.5, 3.0)))
     lin = SurrogateConfig(name="linear", gamma=0.5)
     np.testing.assert_allclose(surrogate_derivative(x, lin), 0.5 * np.array([0, 0.5, 1, 0.7, 0]))
     sl = SurrogateConfig(name="slayer", gamma=0.5)

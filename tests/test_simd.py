@@ -1,4 +1,4 @@
-"""The explicit vectors of spikesim.kernels.simd: masked loads and stores touch exactly their
+"""The explicit vectors of spikesim.backends.cpu.simd: masked loads and stores touch exactly their
 lanes, the overloaded arithmetic equals NumPy's, and the scalar equations give the same results
 on scalars and on 16-lane vectors (to the last bit or two: fast-math may contract the
 multiply-adds differently)."""
@@ -8,14 +8,32 @@ import numpy as np
 import pytest
 from numba import njit
 
-from spikesim.kernels.simd import (LANES, at, compress16, is_aligned64, popcount, prefetch,
-                                   store_fence, vbits_nonfinite, vbits_nonzero, vfma, vload,
-                                   vstore, vstore16_stream, where_gt)
-from spikesim.kernels.cpu import _row_sums as cpu_row_sums
+from spikesim.backends.cpu.gather_scatter import _row_sums as cpu_row_sums
+from spikesim.backends.cpu.simd import (
+    LANES,
+    at,
+    compress16,
+    is_aligned64,
+    popcount,
+    prefetch,
+    store_fence,
+    vbits_nonfinite,
+    vbits_nonzero,
+    vfma,
+    vload,
+    vstore,
+    vstore16_stream,
+)
 from spikesim.model.config import SurrogateConfig
 from spikesim.model.neurons import alif_step, alif_step_backward
-from spikesim.model.surrogates import (fexp, sg_gaussian, sg_linear, sg_multi_gaussian, sg_slayer,
-                                       surrogate_tuple)
+from spikesim.model.primitives import fexp, where_gt
+from spikesim.model.surrogates import (
+    sg_gaussian,
+    sg_linear,
+    sg_multi_gaussian,
+    sg_slayer,
+    surrogate_consts,
+)
 
 
 @njit
@@ -94,7 +112,7 @@ def _scalar_and_vector(f):
 @pytest.mark.parametrize("name", sorted(SURROGATES))
 def test_surrogates_on_vectors_equal_the_scalar_code(name, dtype):
     x = np.linspace(-25, 25, 1001).astype(dtype)        # includes the exp cut-off at -20
-    sp = surrogate_tuple(SurrogateConfig(name), dtype)
+    sp = surrogate_consts(SurrogateConfig(name), dtype)
     scalar, vector = _scalar_and_vector(SURROGATES[name])
     a, b = np.empty_like(x), np.empty_like(x)
     scalar(x, sp, a)
@@ -218,9 +236,9 @@ def _row_sums(db, g, nb, N):
 
 @pytest.mark.parametrize("N", [6, 36, 128])
 def test_ordered_add_keeps_the_bias_gradients_sum_sequential(N):
-    """``cpu._row_sums`` (the bias gradient: a running sum of rows in registers, compiled with
-    fastmath) must round as the sequential loop does. With a plain fast-math add, LLVM splits
-    the sum into partial sums and this fails."""
+    """``gather_scatter._row_sums`` (the bias gradient: a running sum of rows in registers,
+    compiled with fastmath) must round as the sequential loop does. With a plain fast-math add,
+    LLVM splits the sum into partial sums and this fails."""
     rng = np.random.default_rng(N)
     nb = 32
     g = (rng.standard_normal(nb * N) * 10.0 ** rng.integers(-3, 4, nb * N)).astype(np.float32)
@@ -243,7 +261,7 @@ def _stream(a, i, src):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streamed_store_writes_its_16_lanes_where_aligned(dtype):
-    from spikesim.workspace import empty_aligned
+    from spikesim.backends.cpu.workspace import empty_aligned
     a = empty_aligned(64, dtype)
     a[:] = -1
     src = np.arange(16, dtype=dtype)

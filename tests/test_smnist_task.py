@@ -30,7 +30,7 @@ def test_nmi_config_layout_and_init():
     assert cfg.n_in == 4 and cfg.loss.kind == "ce_sum_spike" and cfg.loss.start == 1
     assert all(l.b_j0 == 0.01 and l.beta == 1.8 and l.surrogate.name == "multi_gaussian"
                for l in cfg.layers)
-    from spikesim.model.network import init_params
+    from spikesim.network import init_params
     p = init_params(cfg, seed=0, dtype=np.float64)
     assert not p["r1.W_rec"].any() and not p["r2.W_rec"].any()
     assert abs(p["r2.tau_adp"].mean() - 200) < 5 and abs(p["r2.tau_m"].mean() - 20) < 1.5
@@ -42,7 +42,7 @@ def test_nmi_config_layout_and_init():
 def test_dataset_encoding_and_permutation():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
-    ds = smnist.SMNISTDataset(img, np.arange(3), k=4, scale="binary", threshold=0.1)
+    ds = smnist.SMNISTDataset(img, np.arange(3), k=4, scale="binary", pixel_threshold=0.1)
     x, y = ds.get(np.array([0, 2]))
     assert x.shape == (2, 784, 4) and x.dtype == np.float32 and set(np.unique(x)) <= {0.0, 1.0}
     np.testing.assert_array_equal(x[0, 5], (img[0].reshape(-1)[5:9] / 255 > 0.1))
@@ -63,10 +63,12 @@ def test_official_mapping_and_window_from_checkpoint():
     assert meta["window"] == 8 and net.config.n_in == 8 and net.config.loss.start == 0
     p = net.params
     assert p["r1.W_in"].dtype == np.float64
-    for ours, theirs in [("r1.W_in", "i2h.weight"), ("r1.b_in", "i2h.bias"), ("r1.W_rec", "h2h.weight"),
-                         ("r1.b_rec", "h2h.bias"), ("r2.W_in", "h2d.weight"), ("r2.W_rec", "d2d.weight"),
-                         ("r2.b_rec", "d2d.bias"), ("d1.W_in", "dense1.weight"), ("d1.b_in", "dense1.bias"),
-                         ("o.W_in", "d2o.weight"), ("o.b_in", "d2o.bias"), ("o.tau_adp", "tau_adp_o"),
+    for ours, theirs in [("r1.W_in", "i2h.weight"), ("r1.b_in", "i2h.bias"),
+                         ("r1.W_rec", "h2h.weight"), ("r1.b_rec", "h2h.bias"),
+                         ("r2.W_in", "h2d.weight"), ("r2.W_rec", "d2d.weight"),
+                         ("r2.b_rec", "d2d.bias"), ("d1.W_in", "dense1.weight"),
+                         ("d1.b_in", "dense1.bias"), ("o.W_in", "d2o.weight"),
+                         ("o.b_in", "d2o.bias"), ("o.tau_adp", "tau_adp_o"),
                          ("r2.tau_m", "tau_m_r2")]:
         np.testing.assert_array_equal(p[ours], sd[theirs].astype(np.float64), err_msg=ours)
     assert p["r2.W_in"].shape == (256, 64) and p["o.W_in"].shape == (10, 256)
@@ -101,7 +103,7 @@ def test_official_random_state_and_psmnist_smoke(tmp_path):
                  "--limit", "40", "--init-state", "random", "--seeds", "2", "--dtype", "float32",
                  "--json", str(js)]) == 0
     r = json.loads(js.read_text())
-    assert r["init_state"] == "official2020" and len(r["accuracies"]) == 2
+    assert r["init_state"] == "random-nmi2020" and len(r["accuracies"]) == 2
     assert r["accuracy"] > 0.85
     # PS-MNIST: permutation lost, only check that it loads and runs
     from spikesim.data.mnist import load_mnist
@@ -189,7 +191,7 @@ def test_train_psmnist_cli_stores_permutation_and_resumes(tmp_path):
 
 
 def test_short_training_loss_falls():
-    from spikesim.model.network import Network
+    from spikesim.network import Network
     from spikesim.train.trainer import ArrayDataset, Trainer
     rng = np.random.default_rng(0)
     n, T = 40, 60

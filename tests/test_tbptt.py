@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from spikesim.model.network import Network, initial_state
+from spikesim.network import Network, initial_state
 from spikesim.tasks.smnist import nmi_config
 from spikesim.train.optim import Optimizer
 from spikesim.train.trainer import train_step

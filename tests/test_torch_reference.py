@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is optional; the torch cross-check needs it")
 
 from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig  # noqa: E402
-from spikesim.model.network import Network, initial_state  # noqa: E402
+from spikesim.network import Network, initial_state  # noqa: E402
 from validation.torch_reference import TorchNet, rel_err, torch_available  # noqa: E402
 
 TOL = 1e-10
@@ -84,7 +84,8 @@ def test_rec_rec_dense_alif_ce_sum_spike_random_state_and_carry():
 def test_detects_a_wrong_surrogate():
     """The comparison is not vacuous: a slightly different surrogate width is caught."""
     import dataclasses
-    cfg = NetworkConfig(5, [L(8, "rec", b_j0=0.1), L(4, "integrator")], LossConfig("ce_sum_softmax", 0))
+    cfg = NetworkConfig(5, [L(8, "rec", b_j0=0.1), L(4, "integrator")],
+                        LossConfig("ce_sum_softmax", 0))
     net, x, labels, state, _ = _problem(cfg, 3, 25, 4)
     _, grads, _, _ = net.loss_and_grad(x, labels, state)
     wrong = dataclasses.replace(cfg, layers=[

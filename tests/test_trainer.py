@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from spikesim.model.network import Network
+from spikesim.network import Network
 from spikesim.tasks import synthetic
 from spikesim.train.trainer import ArrayDataset, TrainConfig, Trainer, evaluate
 
@@ -77,7 +77,7 @@ def test_resume_mid_epoch_loses_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         t1.fit()
     n2, t2 = make(tmp_path, epochs=2, checkpoint_every_s=0.0)
-    assert t2.resume() and (t2.epoch, t2.batch) == (1, 1)
+    assert t2.resume() and (t2.epoch, t2.batch_index) == (1, 1)
     t2.fit()
     for k in ref.params:
         assert np.array_equal(ref.params[k], n2.params[k]), k

@@ -1,6 +1,6 @@
 """Benchmark: one training step (forward + BPTT, loss and every gradient, float32) of the three
-configurations of PERFORMANCE.md, timed side by side with the plain-NumPy reference path and
-the machine's sgemm peak, all in the same run.
+paper configurations (``validation.problems``), timed side by side with the plain-NumPy
+reference path and the machine's sgemm peak, all in the same run.
 
 ``spikesim bench [--config shd|ecg|smnist|all] [--json PATH] [--repeats N]``
 
@@ -23,57 +23,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from spikesim.kernels.threads import compute_threads
-from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig
-from spikesim.model.network import Network
-from spikesim.model.presets import shd_config
+from spikesim.backends.cpu.threads import compute_threads
+from validation.problems import configs, dense_gflop, make_problem, time_step
 
-
-def configs() -> dict:
-    """name -> (network config, batch, steps, input kind, input gain). The gains on W_in put the
-    firing rates near 10 %, as PERFORMANCE.md assumes (the sparse paths get slower with more)."""
-    L = LayerConfig
-    return {
-        "shd": (shd_config(), 64, 250, "binary:0.02", 10.0),
-        "ecg": (NetworkConfig(4, [L(36, "rec", beta=0.0, b_j0=0.1, tau_adp=7.0, name="hidden"),
-                                  L(6, "dense", b_j0=0.1, tau_adp=100.0, name="out")],
-                              LossConfig("nll_per_step", 10)), 64, 1301, "binary:0.1", 9.0),
-        "smnist": (NetworkConfig(80, [L(64, "rec", tau_adp=(200, 25), tau_m=(20, 5)),
-                                      L(256, "rec", tau_adp=(200, 25), tau_m=(20, 5)),
-                                      L(10, "dense", tau_adp=(200, 25), tau_m=(20, 5))],
-                                 LossConfig("ce_sum_spike", 0)), 256, 784, "rbf", 12.0),
-    }
-
-
-def make_problem(name: str, seed: int = 0):
-    cfg, B, T, kind, gain = configs()[name]
-    rng = np.random.default_rng(seed)
-    net = Network(cfg, seed=seed, dtype=np.float32)
-    net.reuse_buffers = True
-    for k, v in net.params.items():
-        if k.endswith(".W_in"):
-            v *= gain
-    if kind.startswith("binary"):
-        x = (rng.random((B, T, cfg.n_in)) < float(kind.split(":")[1])).astype(np.float32)
-    else:   # RBF population code of random pixel values, as the ICONS S-MNIST input
-        from spikesim.data.encoders import rbf_encode
-        pix = (rng.random((B, T)) ** 3 * 255).astype(np.uint8)
-        x = rbf_encode(pix.reshape(B, T), n_fields=cfg.n_in).reshape(B, T, cfg.n_in)
-    labels = (rng.integers(0, cfg.n_out, (B, T)) if cfg.loss.kind == "nll_per_step"
-              else rng.integers(0, cfg.n_out, B))
-    return net, x, labels
-
-
-def dense_gflop(cfg: NetworkConfig, B: int, T: int) -> float:
-    """2 x multiply-adds of every matrix product of a training step, all operands dense."""
-    mac, n_prev = 0, cfg.n_in
-    for i, layer in enumerate(cfg.layers):
-        n = layer.size
-        mac += n * n_prev * (2 if i == 0 else 3)          # forward, dW (and dX below layer 0)
-        if layer.recurrent:
-            mac += 3 * n * n                               # forward, backward, dW
-        n_prev = n
-    return 2.0 * mac * B * T / 1e9
+__all__ = ["configs", "dense_gflop", "make_problem", "time_step", "bench_one", "sgemm_peak"]
 
 
 def sgemm_peak(n: int = 2048, repeats: int = 3) -> float:
@@ -89,17 +42,6 @@ def sgemm_peak(n: int = 2048, repeats: int = 3) -> float:
     return 2.0 * n ** 3 / min(ts) / 1e9
 
 
-def time_step(fn, repeats: int, warmup: int = 2) -> list:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return ts
-
-
 def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool = True) -> dict:
     cfg, B, T, _, _ = configs()[name]
     net, x, labels = make_problem(name)
@@ -113,7 +55,8 @@ def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool =
     rec["gflops"] = rec["gflop"] / rec["median_s"]
     if reference:
         from validation.reference_numpy import reference_loss_and_grads
-        rt = time_step(lambda: reference_loss_and_grads(cfg, net.params, x, labels), 1 if T * B > 50000 else 3, 1)
+        rt = time_step(lambda: reference_loss_and_grads(cfg, net.params, x, labels),
+                       1 if T * B > 50000 else 3, 1)
         rec["reference_median_s"] = float(np.median(rt))
         rec["speedup_vs_reference"] = rec["reference_median_s"] / rec["median_s"]
     else:
@@ -154,9 +97,10 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    from spikesim.kernels.threads import get_threads
+    from spikesim.backends.cpu.threads import get_threads
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel_threads": get_threads(),
-            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
+            "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__}
 
 
 def run(args) -> int:
@@ -164,13 +108,15 @@ def run(args) -> int:
     peak = sgemm_peak()
     info = machine()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"spikesim bench  {date}  {info['cpu']}, {info['cores']} cores, kernel threads {info['kernel_threads']}")
+    print(f"spikesim bench  {date}  {info['cpu']}, {info['cores']} cores, "
+          f"kernel threads {info['kernel_threads']}")
     print(f"sgemm peak (numpy float32 2048^3, all BLAS threads): {peak:.1f} GFLOP/s")
     print(f"{'config':8s} {'median s':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'of peak':>8s} "
           f"{'ref s':>8s} {'ref/us':>7s}  firing rates")
     records = []
     for name in names:
-        r = bench_one(name, args.repeats, not args.no_reference, not getattr(args, "no_torch", False))
+        r = bench_one(name, args.repeats, not args.no_reference,
+                      not getattr(args, "no_torch", False))
         r.update(peak_gflops=peak, fraction_of_peak=r["gflops"] / peak, date=date, machine=info)
         records.append(r)
         ref = r["reference_median_s"]

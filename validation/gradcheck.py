@@ -18,9 +18,9 @@ import sys
 
 import numpy as np
 
-from spikesim.kernels.threads import compute_threads
+from spikesim.backends.cpu.threads import compute_threads
 from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig
-from spikesim.model.network import Network, initial_state
+from spikesim.network import Network, initial_state
 
 REF_TOL = 1e-12
 
@@ -33,15 +33,24 @@ def fd_cases(quick: bool = False) -> dict:
     """Small networks covering every layer kind, parameter kind and loss (smooth mode)."""
     sm = _smooth()
     taus = dict(tau_m=(4.0, 1.0), tau_adp=(6.0, 1.0))
-    rec = lambda n, **kw: LayerConfig(n, "rec", b_j0=0.1, surrogate=sm, **{**taus, **kw})
-    dense = lambda n, **kw: LayerConfig(n, "dense", b_j0=0.1, surrogate=sm, **{**taus, **kw})
-    integ = lambda n: LayerConfig(n, "integrator", tau_m=(3.0, 0.5))
+
+    def rec(n, **kw):
+        return LayerConfig(n, "rec", b_j0=0.1, surrogate=sm, **{**taus, **kw})
+
+    def dense(n, **kw):
+        return LayerConfig(n, "dense", b_j0=0.1, surrogate=sm, **{**taus, **kw})
+
+    def integ(n):
+        return LayerConfig(n, "integrator", tau_m=(3.0, 0.5))
+
     cases = {
         "rec ALIF -> integrator, ce_sum_softmax": ([rec(5), integ(3)], "ce_sum_softmax", 2),
-        "rec LIF -> dense ALIF, nll_per_step (masked)": ([rec(5, beta=0.0), dense(3)], "nll_per_step", 1),
+        "rec LIF -> dense ALIF, nll_per_step (masked)":
+            ([rec(5, beta=0.0), dense(3)], "nll_per_step", 1),
         "rec ALIF -> dense ALIF, ce_sum_spike": ([rec(4), dense(3, dt=0.7)], "ce_sum_spike", 0),
         "rec -> rec -> ALIF out, nll_per_step": ([rec(4), rec(4), dense(3)], "nll_per_step", 2),
-        "rec -> rec -> integrator, ce_sum_softmax": ([rec(4), rec(3), integ(3)], "ce_sum_softmax", 3),
+        "rec -> rec -> integrator, ce_sum_softmax":
+            ([rec(4), rec(3), integ(3)], "ce_sum_softmax", 3),
         "dense ALIF -> integrator, nll_per_step": ([dense(4), integ(3)], "nll_per_step", 0),
     }
     if quick:
@@ -79,7 +88,10 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
 def finite_difference(net: Network, x, labels, state, eps: float = 2e-4) -> dict:
     """Fourth-order central differences of the loss w.r.t. every parameter element."""
     fd = {}
-    L = lambda: net.loss(net.forward(x, state), labels).loss
+
+    def L():
+        return net.loss(net.forward(x, state), labels).loss
+
     for k, v in net.params.items():
         g = np.zeros_like(v)
         for idx in np.ndindex(v.shape):
@@ -110,21 +122,26 @@ def check_fd(quick=False, tol=1e-5, out=print) -> list:
 
 
 def task_topologies(quick=False) -> dict:
-    """The task networks of SPEC section 3 at reduced width, with their surrogates."""
+    """The task networks of docs/model.md section 5 at reduced width, with their surrogates."""
     mg, g = SurrogateConfig("multi_gaussian"), SurrogateConfig("gaussian")
     L = LayerConfig
     return {
-        "ecg": NetworkConfig(4, [L(12, "rec", name="hidden", beta=0.0, b_j0=0.1, tau_adp=7.0, surrogate=mg),
+        "ecg": NetworkConfig(4, [L(12, "rec", name="hidden", beta=0.0, b_j0=0.1, tau_adp=7.0,
+                                   surrogate=mg),
                                  L(6, "dense", name="out", b_j0=0.1, tau_adp=100.0, surrogate=mg)],
                              LossConfig("nll_per_step", 10)),
-        "ecg-icons": NetworkConfig(4, [L(12, "rec", name="hidden", beta=0.0, surrogate=g, train_tau_m=False),
+        "ecg-icons": NetworkConfig(4, [L(12, "rec", name="hidden", beta=0.0, surrogate=g,
+                                         train_tau_m=False),
                                        L(6, "dense", name="out", surrogate=g, train_tau_m=False)],
                                    LossConfig("nll_per_step", 10)),
         "shd": NetworkConfig(40, [L(12, "rec", tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
                                   L(12, "rec", tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
-                                  L(5, "integrator", tau_m=(20, 5))], LossConfig("ce_sum_softmax", 11)),
-        "smnist-nmi": NetworkConfig(4, [L(8, "rec", w_rec_init="zeros", tau_adp=(200, 25), tau_m=(20, 5)),
-                                        L(16, "rec", w_rec_init="zeros", tau_adp=(200, 25), tau_m=(20, 5)),
+                                  L(5, "integrator", tau_m=(20, 5))],
+                             LossConfig("ce_sum_softmax", 11)),
+        "smnist-nmi": NetworkConfig(4, [L(8, "rec", w_rec_init="zeros", tau_adp=(200, 25),
+                                          tau_m=(20, 5)),
+                                        L(16, "rec", w_rec_init="zeros", tau_adp=(200, 25),
+                                          tau_m=(20, 5)),
                                         L(16, "dense", tau_adp=(200, 25), tau_m=(20, 5)),
                                         L(10, "dense", tau_adp=(200, 25), tau_m=(20, 5))],
                                     LossConfig("ce_sum_spike", 0)),
@@ -134,8 +151,10 @@ def task_topologies(quick=False) -> dict:
         # rest), weight-gradient scatters grouped by column (cpu.GROUP_N and up, four or more
         # entries per column and step), and a layer at least eight times narrower than its
         # input (it sends dL/dI down: gx_mode 2)
-        "wide": NetworkConfig(8, [L(136, "rec", b_j0=0.01, beta=0.1, tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
-                                  L(8, "dense", b_j0=0.02, tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg)],
+        "wide": NetworkConfig(8, [L(136, "rec", b_j0=0.01, beta=0.1, tau_m=(20, 5),
+                                    tau_adp=(150, 10), surrogate=mg),
+                                  L(8, "dense", b_j0=0.02, tau_m=(20, 5), tau_adp=(150, 10),
+                                    surrogate=mg)],
                               LossConfig("ce_sum_spike", 5)),
     }
 
@@ -151,7 +170,8 @@ def reference_problem(name: str, cfg: NetworkConfig, quick=False):
             v += rng.normal(0, 0.3, v.shape)
     B, T = (32 if name == "wide" else 4), 30 if quick else 60
     density = 1.0 if name == "wide" else 0.3
-    x = (rng.random((B, T, cfg.n_in)) < density) * (1.0 if name.startswith(("ecg", "shd")) else rng.random((B, T, cfg.n_in)))
+    x = ((rng.random((B, T, cfg.n_in)) < density)
+         * (1.0 if name.startswith(("ecg", "shd")) else rng.random((B, T, cfg.n_in))))
     labels = (rng.integers(0, cfg.n_out, (B, T)) if cfg.loss.kind == "nll_per_step"
               else rng.integers(0, cfg.n_out, B))
     state = initial_state(cfg, B, np.float64, "random", rng=rng, spikes=True)
@@ -186,14 +206,16 @@ def check_reference(quick=False, tol=REF_TOL, out=print, only=None) -> list:
 def _trained(cfg, name):
     lname, kind = name.rsplit(".", 1)
     layer = next(l for l in cfg.layers if l.name == lname)
-    return not ((kind == "tau_m" and not layer.train_tau_m) or (kind == "tau_adp" and not layer.train_tau_adp))
+    return not ((kind == "tau_m" and not layer.train_tau_m)
+                or (kind == "tau_adp" and not layer.train_tau_adp))
 
 
 def run(args) -> int:
     print(f"finite differences, float64, smooth mode (tolerance {args.tol:g}):")
     with compute_threads():
         rows = check_fd(args.quick, args.tol)
-        print(f"Numba kernels vs plain-NumPy reference, float64, surrogate mode (tolerance {REF_TOL:g}):")
+        print("Numba kernels vs plain-NumPy reference, float64, surrogate mode "
+              f"(tolerance {REF_TOL:g}):")
         rows += check_reference(args.quick)
     bad = [r for r in rows if not r[4]]
     print(f"{len(rows) - len(bad)} passed, {len(bad)} failed")

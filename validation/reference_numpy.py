@@ -4,7 +4,8 @@ This module is deliberately simple: a Python loop over time steps, vectorised on
 batch and neuron axes, every quantity stored in Python lists. It exists to check the fast Numba
 kernels, so it is written straight from the model equations, without cleverness.
 
-Model, per layer, per neuron, step t = 0..T-1 (``alpha = exp(-dt/tau_m)``, ``rho = exp(-dt/tau_adp)``):
+Model, per layer, per neuron, step t = 0..T-1 (``alpha = exp(-dt/tau_m)``,
+``rho = exp(-dt/tau_adp)``):
 
 Spiking layer (``rec``, ``dense``)::
 
@@ -90,7 +91,7 @@ def _spike(x, sur):
 
 
 def surrogate_derivative(x, sur):
-    """The function that replaces dH/dx in the backward pass (SPEC section 2)."""
+    """The function that replaces dH/dx in the backward pass (docs/model.md section 2)."""
     name = sur.name
     if name == "smooth":
         sig = _sigmoid(sur.k * x)
@@ -159,7 +160,10 @@ def _forward_lists(cfg, params, x, init_state):
     records = []
     for layer in cfg.layers:
         n = layer.name
-        p = lambda suffix: np.asarray(params[f"{n}.{suffix}"], dtype=dtype)  # noqa: E731
+
+        def p(suffix, n=n):
+            return np.asarray(params[f"{n}.{suffix}"], dtype=dtype)
+
         W_in, b_in = p("W_in"), p("b_in")
         alpha = np.exp(-layer.dt / p("tau_m"))
         u0, s0, b0 = defaults[n]
@@ -293,7 +297,8 @@ def _loss_and_readout_grad(cfg, last, labels, carry, dtype):
     return loss, grads
 
 
-def reference_loss(cfg: NetworkConfig, params: dict, x, labels, init_state=None, carry=None) -> float:
+def reference_loss(cfg: NetworkConfig, params: dict, x, labels, init_state=None,
+                   carry=None) -> float:
     """The loss only (used by finite differences)."""
     records = _forward_lists(cfg, params, x, init_state)
     loss, _ = _loss_and_readout_grad(cfg, records[-1], labels, carry, _dtype(params, x))

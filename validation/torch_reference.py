@@ -5,11 +5,11 @@ Two uses:
 1. Cross-check: spikesim's hand-written BPTT (float64) against PyTorch autograd (float64) on the
    same parameters, input, labels and initial state; they agree to ~1e-14 relative per tensor.
 2. Timing: one training step (forward + backward + every gradient, float32) of a bench
-   configuration (``validation.bench.configs()``) with PyTorch eager autograd on the CPU, to put
+   configuration (``validation.problems.configs()``) with PyTorch eager autograd on the CPU, to put
    next to spikesim's own numbers.
 
 The forward pass is written the way the official PyTorch code of Yin, Corradi & Bohte does it
-(SPEC sections 1-3): a Python loop over time, per layer a ``mem_update_adp`` (ALIF/LIF) or
+(docs/model.md sections 1-3): a Python loop over time, per layer a ``mem_update_adp`` (ALIF/LIF) or
 ``output_neuron`` (integrator) function that recomputes ``alpha = exp(-dt/tau_m)`` and
 ``rho = exp(-dt/tau_adp)`` each step, a ``torch.autograd.Function`` whose forward is the strict
 Heaviside step ``x > 0`` (``gt(0)``) and whose backward is the surrogate gamma * f(x). The
@@ -75,7 +75,8 @@ def _gaussian(x, mu, sigma):
 
 
 def surrogate_torch(x, sur: SurrogateConfig):
-    """gamma * f(x), the pseudo-derivative of SPEC section 2 (exact sigmoid slope in smooth mode)."""
+    """gamma * f(x), the pseudo-derivative of docs/model.md section 2 (exact sigmoid slope in smooth
+    mode)."""
     name = sur.name
     if name == "smooth":
         s = torch.sigmoid(sur.k * x)
@@ -147,7 +148,7 @@ def output_neuron(inputs, mem, tau_m, layer):
 # ----------------------------------------------------------------------------------------------
 
 class TorchNet:
-    """PyTorch-autograd twin of ``spikesim.model.network.Network`` (same config, same params)."""
+    """PyTorch-autograd twin of ``spikesim.network.Network`` (same config, same params)."""
 
     def __init__(self, cfg: NetworkConfig, params: dict, dtype=None, device="cpu"):
         _require_torch()
@@ -272,8 +273,8 @@ def time_step(name: str, repeats: int = 5, threads=None, warmup: int = 1) -> dic
     threads than free cores can be many times slower than one thread (OpenMP workers wait for
     each other): time on a quiet machine, or compare with ``threads=1``."""
     _require_torch()
-    from validation.bench import configs, dense_gflop, make_problem
-    from validation.bench import time_step as _time
+    from validation.problems import configs, dense_gflop, make_problem
+    from validation.problems import time_step as _time
     cfg, B, T, _, _ = configs()[name]
     net, x, labels = make_problem(name)
     old_threads = torch.get_num_threads()
@@ -323,7 +324,7 @@ def compare(cfg: NetworkConfig, B: int = 4, T: int = 40, seed: int = 7, carry: b
     """spikesim float64 vs torch float64 on one random problem (random initial state, spikes
     included). Returns (loss relative error, {param: relative error}, firing rates)."""
     _require_torch()
-    from spikesim.model.network import Network, initial_state
+    from spikesim.network import Network, initial_state
     rng = np.random.default_rng(seed)
     net = Network(cfg, seed=seed, dtype=np.float64)
     for k, v in net.params.items():
@@ -340,7 +341,8 @@ def compare(cfg: NetworkConfig, B: int = 4, T: int = 40, seed: int = 7, carry: b
     c = rng.random((B, cfg.n_out)) * 3 if carry and cfg.loss.kind != "nll_per_step" else None
     state = initial_state(cfg, B, np.float64, "random", rng=rng, spikes=True)
     loss, grads, _, trace = net.loss_and_grad(x, labels, state, carry=c)
-    tloss, tgrads = TorchNet(cfg, net.params, dtype=torch.float64).loss_and_grads(x, labels, state, c)
+    tloss, tgrads = TorchNet(cfg, net.params, dtype=torch.float64).loss_and_grads(x, labels,
+                                                                                  state, c)
     errs = {k: rel_err(grads[k], tgrads[k]) for k in grads}
     rates = [r for r in trace.firing_rates() if r is not None]
     return abs(loss - tloss) / max(abs(loss), 1e-300), errs, rates
@@ -385,14 +387,14 @@ def main(argv=None) -> int:
         return 0
     rc = 0
     if args.check:
-        from spikesim.kernels.threads import compute_threads
+        from spikesim.backends.cpu.threads import compute_threads
         print(f"spikesim (float64) vs PyTorch {torch.__version__} autograd (float64), "
               f"max relative error per tensor (tolerance {args.tol:g}):")
         with compute_threads():
             bad = check(args.tol)
         rc = 1 if bad else 0
     if args.bench is not None:
-        from validation.bench import configs
+        from validation.problems import configs
         names = list(configs()) if args.bench == "all" else [args.bench]
         print(f"PyTorch {torch.__version__} eager autograd, CPU, float32, one training step "
               f"(forward + backward, all grads), median of {args.repeats}:")

@@ -12,7 +12,7 @@ import sys
 CHILD = r"""
 import json, resource, sys, time, tracemalloc
 import numpy as np
-from spikesim.model.network import Network, initial_state
+from spikesim.network import Network, initial_state
 from spikesim.tasks.smnist import nmi_config, train_config
 from spikesim.train.optim import Optimizer
 from spikesim.train.trainer import train_step

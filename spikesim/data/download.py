@@ -75,7 +75,8 @@ def fetch(url: str, dest, sha256: str, timeout: float = 30, progress: bool = Fal
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
                 total = resp.headers.get("Content-Length")
-                bar = _progress(int(total) if total and total.isdigit() else None, dest.name) if progress else None
+                bar = (_progress(int(total) if total and total.isdigit() else None, dest.name)
+                       if progress else None)
                 try:
                     for block in iter(lambda: resp.read(_CHUNK), b""):
                         out.write(block)

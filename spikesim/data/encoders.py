@@ -134,7 +134,8 @@ def apply_permutation(images_flat, perm) -> np.ndarray:
 
 
 def invert_permutation(perm) -> np.ndarray:
-    """The inverse permutation: ``apply_permutation(apply_permutation(x, p), invert_permutation(p)) == x``."""
+    """The inverse permutation:
+    ``apply_permutation(apply_permutation(x, p), invert_permutation(p)) == x``."""
     perm = _check_perm(perm)
     inv = np.empty_like(perm)
     inv[perm] = np.arange(perm.size, dtype=np.int64)

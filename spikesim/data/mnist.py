@@ -229,14 +229,16 @@ def load_mnist_csv(
     except ValueError as exc:
         raise DataError(f"{p}: non-numeric value in CSV ({exc})") from exc
     pix, lab = values[:, :n_pixels], values[:, n_pixels]
-    if not np.all(np.isfinite(pix)) or pix.min() < 0 or pix.max() > 255 or np.any(pix != np.round(pix)):
+    if (not np.all(np.isfinite(pix)) or pix.min() < 0 or pix.max() > 255
+            or np.any(pix != np.round(pix))):
         bad = np.argwhere(~((pix >= 0) & (pix <= 255) & (pix == np.round(pix))))[0]
         raise DataError(
             f"{p}: pixel value out of range in data row {bad[0] + 1}, column {bad[1] + 1} "
             f"(expected integers 0..255, found {pix[bad[0], bad[1]]!r})"
         )
     if np.any(lab != np.round(lab)):
-        raise DataError(f"{p}: non-integer label in last column (expected integers 0..{n_classes - 1})")
+        raise DataError(
+            f"{p}: non-integer label in last column (expected integers 0..{n_classes - 1})")
     side = int(round(np.sqrt(n_pixels)))
     shape = (pix.shape[0], side, side) if side * side == n_pixels else pix.shape
     images = pix.astype(np.uint8).reshape(shape)

@@ -174,7 +174,8 @@ def _read_mat(path: Path) -> dict:
     try:
         return scipy.io.loadmat(str(path), variable_names=("x", "y", "max_i"))
     except NotImplementedError as exc:  # MATLAB v7.3 (HDF5) files
-        raise DataError(f"{path}: MATLAB v7.3 files are not supported; expected a v5 .mat file ({exc})") from exc
+        raise DataError(f"{path}: MATLAB v7.3 files are not supported; "
+                        f"expected a v5 .mat file ({exc})") from exc
     except Exception as exc:  # scipy raises many types for corrupt input
         raise DataError(f"{path} is not a readable .mat file: {type(exc).__name__}: {exc}") from exc
 
@@ -221,12 +222,15 @@ def load_qtdb(
     x_raw = np.asarray(mat["x"])
     y_raw = np.asarray(mat["y"])
     if x_raw.ndim != 3 or x_raw.shape[1:] != (N_STEPS, N_CHANNELS):
-        raise DataError(f"{path}: expected x of shape (N, {N_STEPS}, {N_CHANNELS}), found {x_raw.shape}")
+        raise DataError(
+            f"{path}: expected x of shape (N, {N_STEPS}, {N_CHANNELS}), found {x_raw.shape}")
     if y_raw.ndim != 3 or y_raw.shape[1:] != (N_STEPS, N_CLASSES):
-        raise DataError(f"{path}: expected y of shape (N, {N_STEPS}, {N_CLASSES}), found {y_raw.shape}")
+        raise DataError(
+            f"{path}: expected y of shape (N, {N_STEPS}, {N_CLASSES}), found {y_raw.shape}")
     n = x_raw.shape[0]
     if y_raw.shape[0] != n:
-        raise DataError(f"{path}: x has {n} sequences but y has {y_raw.shape[0]}; expected the same N")
+        raise DataError(
+            f"{path}: x has {n} sequences but y has {y_raw.shape[0]}; expected the same N")
 
     x = np.clip(x_raw, 0, 1).astype(dtype, copy=False)
     labelled = y_raw.sum(axis=-1) > 0
@@ -236,9 +240,11 @@ def load_qtdb(
     if "max_i" in mat:
         lengths = np.asarray(mat["max_i"]).reshape(-1).astype(np.int64)
         if lengths.shape[0] != n:
-            raise DataError(f"{path}: expected max_i with {n} entries, found shape {np.shape(mat['max_i'])}")
+            raise DataError(f"{path}: expected max_i with {n} entries, "
+                            f"found shape {np.shape(mat['max_i'])}")
         if lengths.min(initial=1) < 1 or lengths.max(initial=0) > N_STEPS:
-            raise DataError(f"{path}: expected max_i within 1..{N_STEPS}, found {lengths.min()}..{lengths.max()}")
+            raise DataError(f"{path}: expected max_i within 1..{N_STEPS}, "
+                            f"found {lengths.min()}..{lengths.max()}")
     else:
         lengths = np.full(n, N_STEPS, dtype=np.int64)
 

@@ -13,7 +13,8 @@ import numpy as np
 
 
 def delayed_cue(n: int = 512, n_classes: int = 4, n_in: int = 16, T: int = 60, cue_steps: int = 20,
-                read_from: int = 40, rate_cue: float = 0.3, rate_noise: float = 0.01, seed: int = 0):
+                read_from: int = 40, rate_cue: float = 0.3, rate_noise: float = 0.01,
+                seed: int = 0):
     """Returns x (n, T, n_in) float32 spikes in {0, 1} and labels (n,) int64."""
     if n_in < n_classes:
         raise ValueError(f"need at least one input channel per class ({n_classes}), got {n_in}")

@@ -78,7 +78,8 @@ def _flatten_optim(node, path: list[str], arrays: dict, used: set):
         for key, value in node.items():
             if isinstance(key, bool) or not isinstance(key, (str, int)):
                 raise CheckpointError(
-                    f"optimizer state keys must be str or int, got {key!r} at {'/'.join(path) or '<root>'}"
+                    f"optimizer state keys must be str or int, got {key!r} "
+                    f"at {'/'.join(path) or '<root>'}"
                 )
             items.append([key, _flatten_optim(value, path + [str(key)], arrays, used)])
         return {"dict": items}
@@ -209,7 +210,8 @@ def _read_meta(npz, path) -> dict:
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format version {version!r} is newer than supported ({FORMAT_VERSION})"
+            f"{path}: checkpoint format version {version!r} "
+            f"is newer than supported ({FORMAT_VERSION})"
         )
     return meta
 

@@ -242,7 +242,8 @@ def _as_int_tuple(value, what: str) -> tuple[int, ...]:
 
 def _build_array(storage, storage_offset, size, stride, np_name=None):
     if not isinstance(storage, _Storage):
-        raise CheckpointError(f"tensor rebuilt from a non-storage object ({type(storage).__name__})")
+        raise CheckpointError(
+            f"tensor rebuilt from a non-storage object ({type(storage).__name__})")
     elements = storage.elements(np_name)
     if elements is None:
         return _PENDING
@@ -545,7 +546,8 @@ def _load_legacy(path: Path, blob: bytes):
         (count,) = struct.unpack("<q", head)
         nbytes = count * _itemsize(st.np_name)
         if count < st.numel:
-            raise CheckpointError(f"{path}: storage {key!r} has {count} elements, expected {st.numel}")
+            raise CheckpointError(
+                f"{path}: storage {key!r} has {count} elements, expected {st.numel}")
         raw = f.read(nbytes)
         if len(raw) != nbytes:
             raise CheckpointError(

@@ -1,11 +1,12 @@
 """Network configuration: a small, JSON-serialisable description of a spiking network.
 
 A network is a chain of layers. Layer 0 reads the input x_t; layer l reads the spikes of
-layer l-1 at the same step t. Layer kinds (SPEC section 1):
+layer l-1 at the same step t. Layer kinds (docs/model.md section 1):
 
 - ``rec``        recurrent ALIF/LIF: I_t = W_in x_t + b_in + W_rec s_{t-1} + b_rec
 - ``dense``      feed-forward ALIF/LIF: I_t = W_in x_t + b_in
-- ``integrator`` non-spiking leaky readout: u_t = alpha u_{t-1} + (1 - alpha) I_t, I_t = W_in x_t + b_in
+- ``integrator`` non-spiking leaky readout: u_t = alpha u_{t-1} + (1 - alpha) I_t,
+  I_t = W_in x_t + b_in
 
 LIF is ALIF with beta = 0. The loss reads the last layer: its membrane (``nll_per_step``,
 ``ce_sum_softmax``) or its spikes (``ce_sum_spike``).
@@ -27,7 +28,7 @@ SURROGATE_ALIASES = {"g": "gaussian", "mg": "multi_gaussian", "gauss": "gaussian
 
 @dataclass
 class SurrogateConfig:
-    """Which pseudo-derivative replaces dH/dx in the backward pass (SPEC section 2).
+    """Which pseudo-derivative replaces dH/dx in the backward pass (docs/model.md section 2).
 
     ``smooth`` is not a surrogate: the forward pass becomes sigmoid(k x) and the backward pass
     its exact derivative, so the whole model is differentiable and finite differences apply.
@@ -44,7 +45,8 @@ class SurrogateConfig:
             raise TypeError(f"surrogate name must be a string, got {type(self.name).__name__}")
         self.name = SURROGATE_ALIASES.get(self.name.lower(), self.name.lower())
         if self.name not in SURROGATES:
-            raise ValueError(f"unknown surrogate {self.name!r}; choose one of {', '.join(SURROGATES)}")
+            raise ValueError(
+                f"unknown surrogate {self.name!r}; choose one of {', '.join(SURROGATES)}")
         for f in ("gamma", "sigma", "h", "scale", "k"):
             _check_number(f"surrogate.{f}", getattr(self, f))
         if self.sigma <= 0 or self.scale <= 0 or self.k <= 0:
@@ -76,14 +78,16 @@ class LayerConfig:
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size <= 0:
             raise ValueError(f"layer size must be a positive integer, got {self.size!r}")
         if self.kind not in LAYER_KINDS:
-            raise ValueError(f"unknown layer kind {self.kind!r}; choose one of {', '.join(LAYER_KINDS)}")
+            raise ValueError(
+                f"unknown layer kind {self.kind!r}; choose one of {', '.join(LAYER_KINDS)}")
         for f in ("beta", "b_j0", "dt"):
             _check_number(f"layer.{f}", getattr(self, f))
         if self.dt <= 0:
             raise ValueError("dt must be positive")
         for f in ("w_in_init", "w_rec_init"):
             if getattr(self, f) not in W_INITS:
-                raise ValueError(f"unknown {f} {getattr(self, f)!r}; choose one of {', '.join(W_INITS)}")
+                raise ValueError(
+                    f"unknown {f} {getattr(self, f)!r}; choose one of {', '.join(W_INITS)}")
         self.tau_m = _tau_pair("tau_m", self.tau_m)
         self.tau_adp = _tau_pair("tau_adp", self.tau_adp)
 
@@ -139,7 +143,8 @@ class NetworkConfig:
             if layer.kind == "integrator" and i != len(self.layers) - 1:
                 raise ValueError(f"layer {layer.name!r}: an integrator can only be the last layer")
         if self.loss.readout == "spike" and not self.layers[-1].spiking:
-            raise ValueError(f"loss {self.loss.kind!r} reads spikes but the last layer is an integrator")
+            raise ValueError(
+                f"loss {self.loss.kind!r} reads spikes but the last layer is an integrator")
 
     @property
     def n_out(self) -> int:

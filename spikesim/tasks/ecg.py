@@ -1,15 +1,19 @@
-"""ECG wave segmentation on QTDB (SPEC section 3): 4 -> 36 recurrent LIF -> 6 ALIF outputs,
+"""ECG wave segmentation on QTDB (docs/model.md section 5): 4 -> 36 recurrent LIF -> 6 ALIF outputs,
 per-step NLL of log_softmax(output membrane) from step 10 on.
 
-- :func:`network_config` builds the network, :func:`train_config` the official training
-  settings; :func:`from_official` maps the official PyTorch state_dicts onto a Network,
-  :func:`load_network` reads either those or spikesim's own checkpoints.
+- :func:`network_config` builds the network (``spikesim.model.presets.ecg_config``),
+  :func:`train_config` the official training settings; :func:`from_official` maps the official
+  PyTorch state_dicts onto a Network, :func:`load_network` reads either those or spikesim's
+  own checkpoints.
 - ``spikesim eval ecg`` (:func:`run_eval`) and ``spikesim train ecg`` (:func:`run_train`).
   Training holds out ``--val-fraction`` of the 618 training sequences and tests the best
   validation model, or, with ``--val-fraction 0``, trains on all 618 (the official script) and
   tests the epoch of best training accuracy (``--select train``, the official rule) or the last
   one (``--select last``). The recipe that reaches 85 % from scratch
   (experiments/ecg/README.md): ``--val-fraction 0 --batch-size 32 --init-state random --seed 1``.
+- Initial states (``--init-state``): the presets of ``spikesim.model.state.INITIAL_STATES``
+  (zeros, random-nmi, random-icons), or ``random``: the official random state of the
+  checkpoint's variant (:func:`preset_name`).
 
 Evaluation metric (official): accuracy over steps 10..1300 with unlabelled steps counted as
 class 0 ("class0" policy of :func:`spikesim.data.qtdb.load_qtdb`); ``accuracy`` is the mean
@@ -35,11 +39,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
-from ..model.config import LayerConfig, LossConfig, NetworkConfig
-from ..model.network import Network, initial_state
+from ..model.config import NetworkConfig
+from ..model.presets import ECG_N_CLASSES as N_CLASSES
+from ..model.presets import ECG_N_HIDDEN as N_HIDDEN  # noqa: F401  (part of the task's names)
+from ..model.presets import ECG_N_IN as N_IN
+from ..model.presets import ECG_START as START
+from ..model.presets import ecg_config as network_config
+from ..model.state import state_spec
+from ..network import Network
+from ..train.evaluate import evaluate
 from ..train.trainer import ArrayDataset, TrainConfig
 
-N_IN, N_HIDDEN, N_CLASSES, T_STEPS, START = 4, 36, 6, 1301, 10
+T_STEPS = 1301
 CLASS_NAMES = ("P", "PQ", "QR", "RS", "ST", "TP")
 VARIANTS = ("nmi", "icons")
 DEFAULT_B_J0 = {"nmi": 0.1, "icons": 0.01}
@@ -48,33 +59,33 @@ BOUNDARY_TRIM = 30                   # steps left out at both ends of the scored
 
 
 # ----------------------------------------------------------------------------------------------
-# Network and training settings
+# Training settings and initial states
 # ----------------------------------------------------------------------------------------------
-def network_config(b_j0: float = 0.01, surrogate: str = "multi_gaussian",
-                   fixed_tau_m: float | None = None) -> NetworkConfig:
-    """4 -> 36 recurrent LIF (beta 0, "hidden") -> 6 dense ALIF (beta 1.8, "out"); loss
-    ``nll_per_step`` from step 10. Init (SPEC section 3): W_rec orthogonal, W_in xavier-uniform,
-    biases 0, tau_adp 7 (hidden) / 100 (out), tau_m 20. ``fixed_tau_m``: tau_m set to that
-    value and not trained (the ICONS checkpoint: 20)."""
-    tm = 20.0 if fixed_tau_m is None else float(fixed_tau_m)
-    train_tm = fixed_tau_m is None
-    common = dict(b_j0=float(b_j0), surrogate=surrogate, w_in_init="xavier_uniform",
-                  w_rec_init="orthogonal", tau_m=(tm, 0.0), train_tau_m=train_tm)
-    return NetworkConfig(
-        n_in=N_IN,
-        layers=[LayerConfig(N_HIDDEN, "rec", name="hidden", beta=0.0, tau_adp=(7.0, 0.0), **common),
-                LayerConfig(N_CLASSES, "dense", name="out", beta=1.8, tau_adp=(100.0, 0.0), **common)],
-        loss=LossConfig("nll_per_step", start=START))
-
-
 def train_config(epochs: int = 400, batch_size: int = 64, lr: float = 1e-2, seed: int = 0,
                  init_state: str = "zeros") -> TrainConfig:
     """The official ECG settings: Adam lr 1e-2, hidden taus 3x lr, output taus 2x, StepLR(100,
-    0.5), batch 64."""
+    0.5), batch 64. ``init_state``: a preset, or ``random`` (the NMI script's, random-nmi)."""
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam",
                        lr_mult={"hidden.tau_*": 3.0, "out.tau_*": 2.0},
                        schedule={"kind": "step", "step_size": 100, "gamma": 0.5}, seed=seed,
-                       init_state=_state_spec(init_state, "nmi"))
+                       init_state=preset_name(init_state, "nmi"))
+
+
+#: ``--init-state`` choices: the presets, and "random" (the official state of the variant)
+INIT_STATE_CHOICES = ("zeros", "random", "random-nmi", "random-icons")
+_OFFICIAL_STATE = {"nmi": "random-nmi", "icons": "random-icons"}
+
+
+def preset_name(choice: str, variant: str = "nmi") -> str:
+    """The initial-state preset of an ``--init-state`` choice: "random" is the official random
+    state of the checkpoint's variant (NMI scripts: random-nmi, u ~ U[0,1) * b_j0, s = 0; ICONS
+    notebook: random-icons, u = s = U[0,1)); the other choices are preset names."""
+    if choice == "random":
+        return _OFFICIAL_STATE[variant]
+    if choice not in INIT_STATE_CHOICES:
+        raise ValueError(f"unknown initial state {choice!r}; choose one of "
+                         f"{', '.join(INIT_STATE_CHOICES)}")
+    return choice
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,9 +123,9 @@ def from_official(path, variant: str = "auto", b_j0: float | None = None, dtype=
     already-loaded dict of arrays).
 
     ``variant``: "nmi" (tau_m trained, multi-Gaussian surrogate, b_j0 0.1 by default: the value
-    the checkpoint needs, SPEC section 3), "icons" (no tau_m in the file: fixed 20, not trained;
-    Gaussian surrogate; b_j0 0.01) or "auto" (from the keys). Raises CheckpointError when names
-    or shapes do not match.
+    the checkpoint needs, docs/model.md section 5), "icons" (no tau_m in the file: fixed 20,
+    not trained; Gaussian surrogate; b_j0 0.01) or "auto" (from the keys). Raises
+    CheckpointError when names or shapes do not match.
     """
     from ..io.pth import load_pth, state_dict
     where = str(path) if not isinstance(path, dict) else "state_dict"
@@ -136,7 +147,8 @@ def from_official(path, variant: str = "auto", b_j0: float | None = None, dtype=
         raise CheckpointError(f"{where}: not an official ECG ({variant}) checkpoint: missing "
                               f"{missing}, unexpected {extra}{hint}")
     cfg = network_config(b_j0=DEFAULT_B_J0[variant] if b_j0 is None else b_j0,
-                         surrogate=surrogate or ("multi_gaussian" if variant == "nmi" else "gaussian"),
+                         surrogate=surrogate or ("multi_gaussian" if variant == "nmi"
+                                                 else "gaussian"),
                          fixed_tau_m=None if variant == "nmi" else 20.0)
     from ..model.config import param_shapes
     shapes = param_shapes(cfg)
@@ -193,36 +205,6 @@ def load_network(path, variant: str = "auto", b_j0: float | None = None, dtype=n
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------
-def _state_spec(mode: str, variant: str) -> dict:
-    """Initial-state spec for TrainConfig/make_state. random: NMI scripts u ~ U[0,1)*b_j0,
-    s = 0; ICONS notebook u = s = U[0,1) unscaled. b = b_j0 always."""
-    if mode == "zeros":
-        return {"mode": "zeros"}
-    if mode != "random":
-        raise ValueError(f"unknown initial state {mode!r}; choose zeros or random")
-    if variant == "icons":
-        return {"mode": "random", "scale": 1.0, "spikes": True}
-    return {"mode": "random", "scale": "b_j0", "spikes": False}
-
-
-def predict(net: Network, x, state_spec=None, rng=None, batch_size: int = 256):
-    """Predicted class per step (N, T) int64 (argmax of the output membrane) and the firing
-    rate of each layer, from one pass over x (N, T, 4) in batches."""
-    spec = dict(state_spec or {"mode": "zeros"})
-    mode = spec.pop("mode", "zeros")
-    preds, spikes_sum, steps = [], None, 0
-    for b0 in range(0, len(x), batch_size):
-        xb = x[b0:b0 + batch_size]
-        st = initial_state(net.config, len(xb), net.dtype, mode=mode, rng=rng, **spec)
-        tr = net.forward(xb, st)
-        preds.append(tr.output_mem.argmax(axis=2).T.astype(np.int64))
-        s = [float(l.s.sum()) / l.s.shape[2] if l.s is not None else 0.0 for l in tr.layers]
-        spikes_sum = s if spikes_sum is None else [a + b for a, b in zip(spikes_sum, s)]
-        steps += xb.shape[0] * xb.shape[1]
-    rates = [v / steps for v in spikes_sum]
-    return np.concatenate(preds), rates
-
-
 def evaluate_predictions(pred, labels, tolerance: float = DEFAULT_TOLERANCE, start: int = START,
                          trim: int = BOUNDARY_TRIM, match: str = "nearest") -> dict:
     """All ECG metrics of predictions (N, T) against labels (N, T)."""
@@ -251,19 +233,28 @@ def _jsonable(a):
     return [None if not np.isfinite(v) else round(float(v), 6) for v in a.ravel()]
 
 
+def predict(net: Network, x, labels, init_state: str = "zeros", seed: int = 0,
+            batch_size: int = 256) -> tuple:
+    """Predicted class per step (N, T) int64 (argmax of the output membrane, the first on a
+    tie) and the firing rate of each layer, from one pass over x (N, T, 4) in batches, each
+    from the initial-state preset ``init_state`` (random numbers from ``seed``)."""
+    r = evaluate(net, ArrayDataset(x, labels), batch_size, init_state, seed, collect=True)
+    return r["predictions"], r["firing_rates"]
+
+
 def evaluate_network(net: Network, x, labels, init_state: str = "zeros", seeds: int = 1,
                      variant: str = "nmi", tolerance: float = DEFAULT_TOLERANCE,
                      match: str = "nearest") -> tuple:
-    """Metrics of ``net`` on (x, labels). With ``init_state="random"``, ``seeds`` runs (rng
-    seeds 0..seeds-1) and mean/std of the accuracy; the other metrics are those of seed 0.
+    """Metrics of ``net`` on (x, labels) from the initial state ``init_state`` (an
+    ``--init-state`` choice, :func:`preset_name`). With a random one, ``seeds`` runs (rng seeds
+    0..seeds-1) and mean/std of the accuracy; the other metrics are those of seed 0.
     Returns (result dict, predictions of the first run)."""
-    spec = _state_spec(init_state, variant)
-    n_runs = 1 if init_state == "zeros" else max(1, int(seeds))
+    name = preset_name(init_state, variant)
+    n_runs = 1 if name == "zeros" else max(1, int(seeds))
     accs, first, first_pred = [], None, None
     rates_all = []
     for s in range(n_runs):
-        rng = np.random.default_rng(s) if init_state == "random" else None
-        pred, rates = predict(net, x, spec, rng)
+        pred, rates = predict(net, x, labels, name, seed=s)
         m = evaluate_predictions(pred, labels, tolerance, match=match)
         accs.append(m["accuracy"])
         rates_all.append(rates)
@@ -273,9 +264,11 @@ def evaluate_network(net: Network, x, labels, init_state: str = "zeros", seeds: 
     out["accuracy"] = float(np.mean(accs))
     out["accuracy_std"] = float(np.std(accs)) if len(accs) > 1 else 0.0
     out["accuracies"] = [float(a) for a in accs]
-    out["firing_rates"] = {l.name: float(np.mean([r[i] for r in rates_all]))
+    out["firing_rates"] = {l.name: None if rates_all[0][i] is None
+                           else float(np.mean([r[i] for r in rates_all]))
                            for i, l in enumerate(net.config.layers)}
-    out["init_state"] = {**spec, "seeds": list(range(n_runs)) if init_state == "random" else None}
+    out["init_state"] = {"name": name, **state_spec(name),
+                         "seeds": list(range(n_runs)) if name != "zeros" else None}
     return out, first_pred
 
 
@@ -284,15 +277,17 @@ def format_report(res: dict) -> str:
     acc, sd = res["accuracy"] * 100, res.get("accuracy_std", 0.0) * 100
     n = len(res.get("accuracies", [1]))
     if n > 1:
+        each = ", ".join(f"{a * 100:.2f}" for a in res["accuracies"])
         lines.append(f"accuracy (steps {START}..{T_STEPS - 1}, mean per sequence): {acc:.2f} % "
-                     f"+- {sd:.2f} over {n} seeds  ({', '.join(f'{a * 100:.2f}' for a in res['accuracies'])})")
+                     f"+- {sd:.2f} over {n} seeds  ({each})")
     else:
         lines.append(f"accuracy (steps {START}..{T_STEPS - 1}, mean per sequence): {acc:.2f} %")
     if n > 1:
         lines.append("the metrics below are those of seed 0")
     lines.append(f"pooled step accuracy: {res['step_accuracy'] * 100:.2f} %   sequences: "
                  f"{res.get('n_samples')}")
-    lines.append("firing rates: " + ", ".join(f"{k} {v:.4f}" for k, v in res["firing_rates"].items()))
+    lines.append("firing rates: " + ", ".join(f"{k} {'-' if v is None else f'{v:.4f}'}"
+                                              for k, v in res["firing_rates"].items()))
     lines.append("confusion matrix (rows true, columns predicted): " + " ".join(CLASS_NAMES))
     for name, row in zip(CLASS_NAMES, res["confusion_matrix"]):
         lines.append(f"  {name:>3} " + " ".join(f"{v:7d}" for v in row))
@@ -323,12 +318,14 @@ def add_eval_args(parser: argparse.ArgumentParser, name: str = "ecg"):
     parser.add_argument("--json", default=None, help="write all results as JSON here")
     parser.add_argument("--save-predictions", default=None,
                         help="write the (N, 1301) predicted classes as .npy here")
-    parser.add_argument("--init-state", choices=("zeros", "random"), default="zeros",
+    parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
                         help="zeros: u=s=0, b=b_j0; random: the checkpoint's official state "
-                             "(NMI u~U[0,1)*b_j0; ICONS u=s=U[0,1))")
-    parser.add_argument("--seeds", type=int, default=10, help="runs with --init-state random")
+                             "(random-nmi: u~U[0,1)*b_j0; random-icons: u=s=U[0,1))")
+    parser.add_argument("--seeds", type=int, default=10,
+                        help="runs with a random initial state")
     parser.add_argument("--b-j0", type=float, default=None,
-                        help="threshold baseline (default: nmi 0.1, icons 0.01, spikesim: stored)")
+                        help="baseline threshold b_j0 (default: nmi 0.1, icons 0.01, spikesim: "
+                             "stored)")
     parser.add_argument("--variant", choices=("auto",) + VARIANTS, default="auto")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
@@ -355,7 +352,7 @@ def run_eval(args) -> int:
            "n_samples": len(data), "dtype": str(dtype), "b_j0": net.config.layers[0].b_j0,
            **info, **res, "seconds": time.time() - t0}
     print(f"spikesim eval ecg: {args.checkpoint} ({info['format']}, {info['variant']}), "
-          f"b_j0 {res['b_j0']}, {args.dtype}, init state {args.init_state}")
+          f"b_j0 {res['b_j0']}, {args.dtype}, init state {res['init_state']['name']}")
     print(format_report(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -381,10 +378,11 @@ def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--b-j0", type=float, default=0.1,
-                        help="threshold baseline; 0.1 as the NMI checkpoint was trained with")
+                        help="baseline threshold b_j0; 0.1 as the NMI checkpoint was trained with")
     parser.add_argument("--surrogate", default="multi_gaussian")
-    parser.add_argument("--init-state", choices=("zeros", "random"), default="zeros",
-                        help="initial state for training and evaluation")
+    parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
+                        help="initial state for training and evaluation (random: random-nmi, "
+                             "the NMI script's)")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="fraction of the 618 training sequences held out for validation "
                              "(seeded by --seed); 0: train on all 618 (the official script)")
@@ -406,7 +404,7 @@ def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
 def run_train(args) -> int:
     from ..data.qtdb import load_qtdb, train_val_split
     from ..io.checkpoint import load_checkpoint
-    from ..model.network import init_params
+    from ..network import init_params
     from ..train.trainer import Trainer
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -432,14 +430,15 @@ def run_train(args) -> int:
     (out / "config.json").write_text(json.dumps(
         {"network": cfg.to_dict(), "train": tcfg.to_dict(), "seed": args.seed, "dtype": str(dtype),
          "data_dir": str(args.data_dir), **meta}, indent=1))
-    trainer = Trainer(net, tcfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
+    trainer = Trainer(net, tcfg, train_set, val_set, out_dir=out, progress=not args.quiet,
+                      meta=meta)
     resumed = trainer.resume() if args.resume else False
     t0 = time.time()
     history = _fit(trainer, out, select)
     wall = time.time() - t0
     best = load_checkpoint(out / _SELECT_FILE[select])
     best_net = Network(cfg, {k: np.asarray(v) for k, v in best.params.items()}, dtype=dtype)
-    res, pred = evaluate_network(best_net, test.x, test.labels, args.init_state, 1, "nmi",
+    res, pred = evaluate_network(best_net, test.x, test.labels, tcfg.init_state, 1, "nmi",
                                  args.tolerance)
     last_rec = history[-1] if history else {}
     best_rec = next((h for h in history if h.get("epoch") == best.epoch), {})
@@ -454,9 +453,10 @@ def run_train(args) -> int:
         "train_seconds": float(sum(h.get("seconds", 0.0) for h in history)),
         "wall_seconds_this_run": wall, "resumed": bool(resumed),
         "firing_rates": res["firing_rates"], "seed": args.seed, "b_j0": args.b_j0,
-        "dtype": str(dtype), "init_state": args.init_state, "n_train": len(train_set),
+        "dtype": str(dtype), "init_state": tcfg.init_state, "n_train": len(train_set),
         "n_val": n_val, "n_test": len(test),
-        "confusion_matrix": res["confusion_matrix"], "boundary_detection": res["boundary_detection"],
+        "confusion_matrix": res["confusion_matrix"],
+        "boundary_detection": res["boundary_detection"],
         "config": {"network": cfg.to_dict(), "train": tcfg.to_dict()},
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -464,7 +464,8 @@ def run_train(args) -> int:
     if not args.no_plots:
         _train_plots(out, history, params0, best_net, test, pred)
     sel = (f"best validation {trainer.best_val * 100:.2f} %" if select == "val" else
-           f"best training {best_rec.get('train_acc', float('nan')) * 100:.2f} %" if select == "train"
+           f"best training {best_rec.get('train_acc', float('nan')) * 100:.2f} %"
+           if select == "train"
            else "last epoch")
     print(f"spikesim train ecg: test accuracy {res['accuracy'] * 100:.2f} % ({sel} at epoch "
           f"{best.epoch}), {len(history)} epochs, "

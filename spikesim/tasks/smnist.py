@@ -1,24 +1,30 @@
-"""Sequential MNIST (S-MNIST) and permuted sequential MNIST (PS-MNIST), SPEC sections 3-5, 7.
+"""Sequential MNIST (S-MNIST) and permuted sequential MNIST (PS-MNIST), docs/model.md section 5.
 
 One module serves both CLI task names ``smnist`` and ``psmnist`` (``args.task`` says which).
 
-- :func:`nmi_config`: the NMI network, k -> 64 rec ALIF (r1) -> 256 rec ALIF (r2) -> 256 dense
-  ALIF (d1) -> 10 dense ALIF (o), loss ``ce_sum_spike`` ("adp-spike"), later-script init.
-- :func:`icons_config`: the ICONS network, 80 RBF fields -> 256 rec ALIF -> 128 rec ALIF -> 10.
-  Its "adp-mem" readout is ``ce_sum_softmax`` over the membrane of a final *dense ALIF* layer
-  (as the ICONS code: the output neurons are adaptive spiking neurons whose membrane, reset by
-  their own spikes, is read through a softmax each step); Gaussian surrogate, b_j0 = 0.1.
+- :func:`nmi_config` (``spikesim.model.presets.smnist_nmi_config``): the NMI network, k -> 64
+  rec ALIF (r1) -> 256 rec ALIF (r2) -> 256 dense ALIF (d1) -> 10 dense ALIF (o), loss
+  ``ce_sum_spike`` ("adp-spike"), later-script init.
+- :func:`icons_config` (``spikesim.model.presets.smnist_icons_config``): the ICONS network,
+  80 RBF fields -> 256 rec ALIF -> 128 rec ALIF -> 10. Its "adp-mem" readout is
+  ``ce_sum_softmax`` over the membrane of a final *dense ALIF* layer (as the ICONS code: the
+  output neurons are adaptive spiking neurons whose membrane, reset by their own spikes, is
+  read through a softmax each step); Gaussian surrogate, b_j0 = 0.1.
 - :class:`SMNISTDataset`: images encoded per batch (sliding window or RBF), optionally permuted.
 - :func:`from_official`: the whole-model ``.pth`` files of the official code.
 - ``spikesim train|eval smnist|psmnist``.
 
-Readings of the official code (SPEC section 5):
+Readings of the official code:
 
 - 2020 checkpoint (``smnist_nmi_98.21.pth``): window 8, stride 1, pixels /255 (analog), output
   spikes summed over all steps t >= 0; its random state is u, s ~ uniform[0,1) (unscaled) in
-  every layer and the output spike sum also starts at uniform[0,1) values ("official2020").
+  every layer and the output spike sum also starts at uniform[0,1) values (initial-state
+  preset "random-nmi2020"; the older name "official2020" is accepted).
 - later script (training here, PS-MNIST): window 4 binarised at > 0.1, sum over t > 0, random
-  state u ~ uniform[0,1) * b_j0, s = 0, zero sum ("official").
+  state u ~ uniform[0,1) * b_j0, s = 0, zero sum (preset "random-nmi"; older name "official").
+
+The initial-state presets are those of ``spikesim.model.state.INITIAL_STATES``;
+:func:`preset_name` maps the ``--init-state`` choices onto them.
 """
 from __future__ import annotations
 
@@ -29,62 +35,38 @@ from pathlib import Path
 import numpy as np
 
 from ..data.encoders import apply_permutation, permutation, rbf_encode, sliding_window
-from ..model.config import LayerConfig, LossConfig, NetworkConfig
-from ..model.network import Network, initial_state
+from ..model.config import NetworkConfig
+from ..model.presets import SMNIST_N_CLASSES as N_CLASSES  # noqa: F401  (the task's names)
+from ..model.presets import smnist_icons_config as icons_config  # noqa: F401
+from ..model.presets import smnist_nmi_config as nmi_config
+from ..model.readout import running_sum
+from ..model.state import INITIAL_STATES
+from ..network import Network
+from ..train.evaluate import evaluate
 from ..train.trainer import TrainConfig
 
 N_PIXELS = 784
-N_CLASSES = 10
 DEFAULT_PERM_SEED = 1234
 
-#: initial-state presets: name -> (initial_state kwargs, random output sum?)
-INIT_STATES = {
-    "zeros": ({"mode": "zeros"}, False),
-    "official": ({"mode": "random", "scale": "b_j0"}, False),            # later script
-    "official2020": ({"mode": "random", "scale": 1.0, "spikes": True}, True),  # 2020 notebook
-}
+#: older names of the initial-state presets (results and commands before the registry)
+STATE_ALIASES = {"official": "random-nmi", "official2020": "random-nmi2020"}
+#: ``--init-state`` choices: the presets that apply here, "random" (the official state of the
+#: checkpoint's source) and the older names
+INIT_STATE_CHOICES = ("zeros", "random", "random-nmi", "random-nmi2020", *STATE_ALIASES)
 
 
-# ----------------------------------------------------------------------------------------------
-# Network configurations
-# ----------------------------------------------------------------------------------------------
-def nmi_config(k: int = 4, b_j0: float = 0.01, surrogate: str = "multi_gaussian",
-               hidden=(64, 256, 256), tau_m=(20.0, 5.0), tau_adp=(200.0, 25.0),
-               w_rec_init: str = "zeros", loss_start: int = 1) -> NetworkConfig:
-    """The NMI (P)S-MNIST network: k -> r1 (rec) -> r2 (rec) -> d1 (dense) -> o (10, dense ALIF).
-
-    Defaults are the later script's: recurrent weights zero, xavier-uniform input weights, zero
-    biases, tau_m ~ N(20, 5), tau_adp ~ N(200, 25), output spikes summed over t > 0
-    (``loss_start=1``; the 2020 checkpoint sums over t >= 0, ``loss_start=0``).
-    """
-    h1, h2, h3 = hidden
-    common = dict(beta=1.8, b_j0=b_j0, surrogate=surrogate, tau_m=tau_m, tau_adp=tau_adp,
-                  w_in_init="xavier_uniform", w_rec_init=w_rec_init)
-    return NetworkConfig(
-        n_in=int(k),
-        layers=[LayerConfig(h1, "rec", name="r1", **common),
-                LayerConfig(h2, "rec", name="r2", **common),
-                LayerConfig(h3, "dense", name="d1", **common),
-                LayerConfig(N_CLASSES, "dense", name="o", **common)],
-        loss=LossConfig("ce_sum_spike", start=loss_start))
-
-
-def icons_config(n_fields: int = 80, hidden=(256, 128), b_j0: float = 0.1,
-                 surrogate: str = "gaussian", tau_m=(20.0, 5.0), tau_adp=(200.0, 25.0)) -> NetworkConfig:
-    """The ICONS S-MNIST network: RBF fields -> 256 rec ALIF -> 128 rec ALIF -> 10 dense ALIF,
-    readout "adp-mem" = cross-entropy of the sum over t of softmax(u_out) (``ce_sum_softmax``).
-
-    Choice: the output is a dense *ALIF* layer whose membrane is read (as the ICONS code's
-    adaptive output neurons), not a non-spiking integrator. Recurrent weights orthogonal.
-    """
-    common = dict(beta=1.8, b_j0=b_j0, surrogate=surrogate, tau_m=tau_m, tau_adp=tau_adp,
-                  w_in_init="xavier_uniform", w_rec_init="orthogonal")
-    return NetworkConfig(
-        n_in=int(n_fields),
-        layers=[LayerConfig(hidden[0], "rec", name="r1", **common),
-                LayerConfig(hidden[1], "rec", name="r2", **common),
-                LayerConfig(N_CLASSES, "dense", name="o", **common)],
-        loss=LossConfig("ce_sum_softmax", start=0))
+def preset_name(choice: str, source: str = "ckpt") -> str:
+    """The initial-state preset of an ``--init-state`` choice (or an older name): "random" is
+    the official random state of the checkpoint's source, random-nmi2020 for an official
+    ``.pth`` (``source="pth"``: the 2020 notebook's), random-nmi otherwise (the later
+    script's, which trains here)."""
+    if choice == "random":
+        return "random-nmi2020" if source == "pth" else "random-nmi"
+    name = STATE_ALIASES.get(choice, choice)
+    if name not in INITIAL_STATES:
+        raise ValueError(f"unknown initial state {choice!r}; choose one of "
+                         f"{', '.join(INIT_STATE_CHOICES)}")
+    return name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,12 +76,12 @@ class SMNISTDataset:
     """MNIST images encoded per batch on ``get``: (B, 784, k) float32 windows (or RBF fields).
 
     ``perm`` (784 ints) reorders the pixels first (PS-MNIST). ``encoding``: "window" (sliding
-    window of ``k`` pixels, stride ``stride``, ``scale`` "analog" (/255) or "binary" (> threshold))
-    or "rbf" (``k`` Gaussian fields per pixel).
+    window of ``k`` pixels, stride ``stride``, ``scale`` "analog" (/255) or "binary" (pixels/255
+    > ``pixel_threshold``)) or "rbf" (``k`` Gaussian fields per pixel).
     """
 
     def __init__(self, images, labels, k: int = 4, stride: int = 1, scale: str = "binary",
-                 threshold: float = 0.1, perm=None, encoding: str = "window"):
+                 pixel_threshold: float = 0.1, perm=None, encoding: str = "window"):
         images = np.asarray(images)
         self.images = images.reshape(len(images), -1)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -107,7 +89,8 @@ class SMNISTDataset:
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         if encoding not in ("window", "rbf"):
             raise ValueError(f"unknown encoding {encoding!r}; choose 'window' or 'rbf'")
-        self.k, self.stride, self.scale, self.threshold = int(k), int(stride), scale, threshold
+        self.k, self.stride, self.scale = int(k), int(stride), scale
+        self.pixel_threshold = pixel_threshold
         self.encoding = encoding
         self.perm = None if perm is None else np.asarray(perm, dtype=np.int64)
         if self.perm is not None:
@@ -122,7 +105,7 @@ class SMNISTDataset:
         if self.encoding == "rbf":
             return rbf_encode(images, self.k)
         return sliding_window(images, self.k, self.stride, scale=self.scale,
-                              threshold=self.threshold, time_major=False)
+                              threshold=self.pixel_threshold, time_major=False)
 
     def get(self, idx):
         idx = np.asarray(idx)
@@ -186,8 +169,9 @@ def from_official(path, dtype=np.float64, b_j0: float | None = None):
         params[f"{layer}.tau_adp"] = np.asarray(sd[f"tau_adp_{layer}"], dtype=np.float64)
     net = Network(cfg, params=params, dtype=dtype)
     meta = {"source": str(path), "window": k, "stride": stride, "scale": "analog",
-            "threshold": 0.1, "perm": None, "b_j0": b_j0, "sum_from": 0,
-            "attributes": {a: v for a, v in attrs.items() if isinstance(v, (int, float, str, bool))}}
+            "pixel_threshold": 0.1, "perm": None, "b_j0": b_j0, "sum_from": 0,
+            "attributes": {a: v for a, v in attrs.items()
+                           if isinstance(v, (int, float, str, bool))}}
     return net, meta
 
 
@@ -209,9 +193,12 @@ def load_model(path, dtype=np.float64):
 
 
 def dataset_from_meta(images, labels, meta) -> SMNISTDataset:
+    """The dataset a checkpoint's ``meta`` describes (older checkpoints store the pixel
+    threshold as "threshold")."""
     perm = meta.get("perm")
     return SMNISTDataset(images, labels, k=meta.get("window", 4), stride=meta.get("stride", 1),
-                         scale=meta.get("scale", "binary"), threshold=meta.get("threshold", 0.1),
+                         scale=meta.get("scale", "binary"),
+                         pixel_threshold=meta.get("pixel_threshold", meta.get("threshold", 0.1)),
                          perm=None if perm is None else np.asarray(perm, dtype=np.int64),
                          encoding=meta.get("encoding", "window"))
 
@@ -221,62 +208,38 @@ def dataset_from_meta(images, labels, meta) -> SMNISTDataset:
 # ----------------------------------------------------------------------------------------------
 def run_model(net: Network, dataset, batch_size: int = 100, init_state: str = "zeros",
               seed: int = 0, per_step: bool = False, keep_trace_of: int | None = None) -> dict:
-    """Predictions of ``net`` on every sample, with the chosen initial state preset.
+    """Predictions of ``net`` on every sample, from the initial state ``init_state`` (a preset
+    or an older name, :func:`preset_name`), random numbers from ``seed``
+    (``spikesim.train.evaluate.evaluate``).
 
-    Returns predictions, summed readouts (logits), accuracy, firing rates (per layer, mean over
-    samples, steps and neurons) and, with ``per_step``, the accuracy of the argmax of the
-    running readout sum at every step t (T,). ``keep_trace_of``: sample index whose spikes
-    are returned (for rasters).
+    Returns predictions, summed readouts (logits), labels, loss, accuracy, firing rates (per
+    layer, mean over samples, steps and neurons) and, with ``per_step``, the accuracy of the
+    argmax of the running readout sum at every step t (T,). ``keep_trace_of``: sample index
+    whose spikes are returned (for rasters).
     """
-    from ..kernels.threads import compute_threads
-    if init_state not in INIT_STATES:
-        raise ValueError(f"unknown initial state {init_state!r}; choose {', '.join(INIT_STATES)}")
-    kw, random_sum = INIT_STATES[init_state]
-    rng = np.random.default_rng(seed)
-    n = len(dataset)
     cfg = net.config
-    preds, logits, labels_all = [], [], []
-    rate_sums = np.zeros(len(cfg.layers))
-    step_correct = None
-    raster = None
-    loss_sum = 0.0
-    with compute_threads():
-        for b0 in range(0, n, batch_size):
-            idx = np.arange(b0, min(n, b0 + batch_size))
-            x, y = dataset.get(idx)
-            B = len(idx)
-            st = initial_state(cfg, B, net.dtype, rng=rng if kw["mode"] == "random" else None, **kw)
-            carry = rng.random((B, cfg.n_out)) if random_sum else None
-            trace = net.forward(x, st)
-            res = net.loss(trace, y, carry=carry)
-            loss_sum += res.loss * B
-            preds.append(res.pred)
-            logits.append(res.logits)
-            labels_all.append(y)
-            rate_sums += np.array([r if r is not None else np.nan for r in trace.firing_rates()]) * B
-            if per_step:
-                out = trace.output_spikes if cfg.loss.readout == "spike" else trace.output_mem
-                if cfg.loss.readout == "spike":
-                    run = np.cumsum(out.astype(np.float64), axis=0)
-                else:
-                    e = np.exp(out - out.max(-1, keepdims=True))
-                    run = np.cumsum(e / e.sum(-1, keepdims=True), axis=0)
-                if carry is not None:
-                    run = run + carry[None]
-                c = (run.argmax(-1) == y[None, :]).sum(1)
-                step_correct = c if step_correct is None else step_correct + c
-            if keep_trace_of is not None and b0 <= keep_trace_of < b0 + B:
-                j = keep_trace_of - b0
-                raster = {l.name: tr.s[:, j].copy() for l, tr in zip(cfg.layers, trace.layers)
-                          if tr.s is not None}
-                raster["_input"] = x[j]
-    preds = np.concatenate(preds)
-    labels_all = np.concatenate(labels_all)
-    out = {"accuracy": float((preds == labels_all).mean()), "correct": int((preds == labels_all).sum()),
-           "n_samples": int(n), "loss": loss_sum / n, "predictions": preds,
-           "logits": np.concatenate(logits), "labels": labels_all,
-           "firing_rates": {l.name: (None if np.isnan(r) else float(r / n))
-                            for l, r in zip(cfg.layers, rate_sums)}}
+    step_correct, raster = None, None
+
+    def on_batch(b):
+        nonlocal step_correct, raster
+        if per_step:
+            out = b.trace.output_spikes if cfg.loss.readout == "spike" else b.trace.output_mem
+            run = running_sum(out, cfg.loss.readout, b.carry)
+            c = (run.argmax(-1) == b.labels[None, :]).sum(1)
+            step_correct = c if step_correct is None else step_correct + c
+        if keep_trace_of is not None and b.start <= keep_trace_of < b.start + len(b.idx):
+            j = keep_trace_of - b.start
+            raster = {l.name: tr.s[:, j].copy() for l, tr in zip(cfg.layers, b.trace.layers)
+                      if tr.s is not None}
+            raster["_input"] = b.x[j]
+
+    r = evaluate(net, dataset, batch_size, preset_name(init_state), seed, collect=True,
+                 on_batch=on_batch)
+    n = r["n_samples"]
+    out = {"accuracy": r["accuracy"], "correct": r["correct"], "n_samples": n,
+           "loss": r["loss"], "predictions": r["predictions"], "logits": r["logits"],
+           "labels": r["labels"],
+           "firing_rates": {l.name: v for l, v in zip(cfg.layers, r["firing_rates"])}}
     if per_step:
         out["per_step_accuracy"] = step_correct / n
     if raster is not None:
@@ -300,11 +263,13 @@ def add_eval_args(parser, name="smnist"):
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST files")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--save-predictions", default=None, help="write predicted labels (.npy)")
-    parser.add_argument("--init-state", default="zeros",
-                        choices=["zeros", "random", "official", "official2020"],
+    parser.add_argument("--init-state", default="zeros", choices=INIT_STATE_CHOICES,
                         help="zeros: deterministic; random: the official one of the checkpoint's "
-                             "source (2020 notebook for .pth files, later script otherwise)")
-    parser.add_argument("--seeds", type=int, default=1, help="random initial states: how many seeds")
+                             "source (random-nmi2020, the 2020 notebook's, for .pth files; "
+                             "random-nmi, the later script's, otherwise); official and "
+                             "official2020: older names of random-nmi and random-nmi2020")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="random initial states: how many seeds")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--limit", type=int, default=None, help="first N test images only")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
@@ -326,10 +291,9 @@ def run_eval(args) -> int:
     ds = dataset_from_meta(images, labels, meta)
     if meta.get("steps"):                 # a model trained on the first N steps only
         ds = _Crop(ds, int(meta["steps"]))
-    mode = args.init_state
-    if mode == "random":
-        mode = "official2020" if str(args.checkpoint).endswith(".pth") else "official"
-    seeds = [args.seed] if mode == "zeros" else list(range(args.seed, args.seed + max(1, args.seeds)))
+    mode = preset_name(args.init_state, "pth" if str(args.checkpoint).endswith(".pth") else "ckpt")
+    seeds = ([args.seed] if mode == "zeros"
+             else list(range(args.seed, args.seed + max(1, args.seeds))))
     runs = []
     for s in seeds:
         r = run_model(net, ds, args.batch_size, mode, seed=s)
@@ -337,7 +301,8 @@ def run_eval(args) -> int:
         print(f"{args.task}: seed {s} init {mode}: accuracy {r['accuracy']:.4f} "
               f"({r['correct']}/{r['n_samples']})")
     accs = np.array([r["accuracy"] for r in runs])
-    ties = int(sum((np.sort(l, 1)[:, -1] == np.sort(l, 1)[:, -2]).sum() for l in [runs[0]["logits"]]))
+    top2 = np.sort(runs[0]["logits"], 1)[:, -2:]
+    ties = int((top2[:, 1] == top2[:, 0]).sum())
     result = {"task": args.task, "checkpoint": str(args.checkpoint), "accuracy": float(accs.mean()),
               "accuracy_std": float(accs.std()) if len(accs) > 1 else 0.0,
               "accuracies": accs.tolist(), "seeds": seeds if mode != "zeros" else None,
@@ -365,11 +330,11 @@ def run_eval(args) -> int:
 def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 100,
                  seed: int = 0, lr: float = 8e-3) -> TrainConfig:
     """The later script's settings: Adamax lr 8e-3, tau_adp 3x, tau_m 2x, linear decay over 200
-    epochs, truncated BPTT every 100 steps, random initial u ~ U[0,1) * b_j0."""
+    epochs, truncated BPTT every 100 steps, random initial u ~ U[0,1) * b_j0 (random-nmi)."""
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamax",
                        lr_mult={"*.tau_adp": 3.0, "*.tau_m": 2.0},
                        schedule={"kind": "linear", "total": 200}, tbptt=tbptt, seed=seed,
-                       init_state={"mode": "random", "scale": "b_j0"})
+                       init_state="random-nmi")
 
 
 def add_train_args(parser, name="smnist"):
@@ -377,7 +342,8 @@ def add_train_args(parser, name="smnist"):
     parser.add_argument("--out", required=True, help="output folder (checkpoints, results, plots)")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--train-limit", type=int, default=None, help="use N training images")
-    parser.add_argument("--test-limit", type=int, default=None, help="test on the first N test images")
+    parser.add_argument("--test-limit", type=int, default=None,
+                        help="test on the first N test images")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=300)
     g = parser.add_mutually_exclusive_group()
@@ -387,7 +353,8 @@ def add_train_args(parser, name="smnist"):
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     t = parser.add_mutually_exclusive_group()
-    t.add_argument("--threshold", type=float, default=0.1, help="binarise pixels/255 > this (default)")
+    t.add_argument("--pixel-threshold", "--threshold", dest="pixel_threshold", type=float,
+                   default=0.1, help="binarise pixels/255 > this (default)")
     t.add_argument("--analog", action="store_true", help="pixels /255 instead of binarised")
     parser.add_argument("--window", type=int, default=4, help="sliding window size k")
     parser.add_argument("--lr", type=float, default=8e-3)
@@ -428,7 +395,7 @@ def run_train(args) -> int:
     hidden = tuple(int(v) for v in str(args.hidden).split(","))
     perm = permutation(args.perm_seed) if task == "psmnist" else None
     meta = {"task": task, "window": args.window, "stride": 1,
-            "scale": "analog" if args.analog else "binary", "threshold": args.threshold,
+            "scale": "analog" if args.analog else "binary", "pixel_threshold": args.pixel_threshold,
             "perm_seed": args.perm_seed if perm is not None else None,
             "perm": perm.tolist() if perm is not None else None, "encoding": "window",
             "steps": args.steps, "sum_from": 1}
@@ -439,7 +406,8 @@ def run_train(args) -> int:
     if args.steps:
         train_set = _Crop(train_set, args.steps)
         val_set = _Crop(val_set, args.steps) if val_set is not None else None
-    net = Network(nmi_config(k=args.window, hidden=hidden), seed=args.seed, dtype=np.dtype(args.dtype))
+    net = Network(nmi_config(k=args.window, hidden=hidden), seed=args.seed,
+                  dtype=np.dtype(args.dtype))
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(args.epochs, args.batch_size, None if args.full_bptt else args.tbptt,
                        args.seed, args.lr)
@@ -447,7 +415,8 @@ def run_train(args) -> int:
     cfg.eval_batch_size = 250
     trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
     if args.resume and trainer.resume():
-        print(f"{task}: resumed from {out / 'last.ckpt'} at epoch {trainer.epoch}, batch {trainer.batch}")
+        print(f"{task}: resumed from {out / 'last.ckpt'} at epoch {trainer.epoch}, "
+              f"batch {trainer.batch_index}")
     t0 = time.time()
     history = trainer.fit()
     train_s = time.time() - t0
@@ -462,24 +431,25 @@ def run_train(args) -> int:
     if args.steps:
         test_set = _Crop(test_set, args.steps)
     t1 = time.time()
-    res = run_model(net, test_set, 250, "official", seed=args.seed + 7)
+    res = run_model(net, test_set, 250, "random-nmi", seed=args.seed + 7)
     test_s = time.time() - t1
     n_ps = min(len(test_set), args.per_step_limit)
     sub = _Subset(test_set, np.arange(n_ps))
     ps = run_model(net, sub, 250, "zeros", per_step=True, keep_trace_of=0)
     result = {"task": task, "accuracy": res["accuracy"], "test_accuracy": res["accuracy"],
-              "n_samples": res["n_samples"], "test_init_state": "official (u ~ U[0,1) * b_j0)",
+              "n_samples": res["n_samples"], "test_init_state": "random-nmi (u ~ U[0,1) * b_j0)",
               "model": "last epoch", "epochs": trainer.epoch,
               "n_train": len(train_set), "n_val": 0 if val_set is None else len(val_set),
               "test_firing_rates": res["firing_rates"], "train_seconds": train_s,
-              "test_seconds": test_s, "history": history, "meta": {k: v for k, v in meta.items() if k != "perm"},
+              "test_seconds": test_s, "history": history,
+              "meta": {k: v for k, v in meta.items() if k != "perm"},
               "train_config": cfg.to_dict(), "network": net.config.to_dict(),
               "per_step_accuracy_n": n_ps,
               "per_step_accuracy": [float(a) for a in ps["per_step_accuracy"]]}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     np.save(out / "test_predictions.npy", res["predictions"].astype(np.int64))
-    print(f"{task}: test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['n_samples']}) after "
-          f"{trainer.epoch} epochs, firing rates "
+    print(f"{task}: test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['n_samples']}) "
+          f"after {trainer.epoch} epochs, firing rates "
           + ", ".join(f"{k} {v:.3f}" for k, v in res["firing_rates"].items() if v is not None))
     if not args.no_plots:
         _plots(out, history, params_before, net.params, ps)
@@ -533,7 +503,8 @@ def _plots(out: Path, history, params_before, params_after, ps):
     if r:
         names = [k for k in r if k != "_input"]
         fig, axes = plt.subplots(len(names) + 1, 1, figsize=(8, 2 * (len(names) + 1)), sharex=True)
-        axes[0].imshow(np.asarray(r["_input"]).T, aspect="auto", interpolation="nearest", cmap="gray_r")
+        axes[0].imshow(np.asarray(r["_input"]).T, aspect="auto", interpolation="nearest",
+                       cmap="gray_r")
         axes[0].set_title("input (window)")
         raster_fn = getattr(plots, "raster", None) if plots is not None else None
         for ax, n in zip(axes[1:], names):

@@ -17,7 +17,8 @@ def network_config(hidden: int = 48) -> NetworkConfig:
 
 def train_config(epochs: int = 10, seed: int = 0) -> TrainConfig:
     return TrainConfig(epochs=epochs, batch_size=32, lr=5e-3, optimizer="adam",
-                       lr_mult={"*.tau_*": 2.0}, schedule={"kind": "step", "step_size": 10, "gamma": 0.5},
+                       lr_mult={"*.tau_*": 2.0},
+                       schedule={"kind": "step", "step_size": 10, "gamma": 0.5},
                        seed=seed)
 
 

@@ -48,7 +48,8 @@ class Optimizer:
         missing = set(self.params) - set(grads)
         if missing:
             raise ValueError(f"gradients missing for {sorted(missing)}")
-        norm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values())))
+        norm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
+                                 for g in grads.values())))
         if not np.isfinite(norm):
             raise FloatingPointError("gradient contains NaN or inf; parameters left unchanged")
         scale = 1.0
@@ -123,7 +124,8 @@ class Constant:
 
 
 def make_schedule(spec: dict | None):
-    """{'kind': 'step', 'step_size': 100, 'gamma': 0.5} | {'kind': 'linear', 'total': 200} | None."""
+    """{'kind': 'step', 'step_size': 100, 'gamma': 0.5} | {'kind': 'linear', 'total': 200}
+    | None."""
     if not spec:
         return Constant()
     spec = dict(spec)

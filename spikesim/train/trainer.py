@@ -1,8 +1,9 @@
 """Training loop: epochs over shuffled batches, optional truncated BPTT, validation, atomic
-checkpoints and resume, a progress bar, and a results history.
+checkpoints and resume, a run manifest, a progress bar, and a results history.
 
 A dataset is anything with ``len(ds)`` and ``ds.get(idx) -> (x (B, T, C), labels)``; the
 task modules build them (encoding on the fly where the encoded set would not fit in memory).
+Validation (and every task's evaluation) runs :func:`spikesim.train.evaluate.evaluate`.
 """
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..io.checkpoint import load_checkpoint, save_checkpoint
-from ..kernels.threads import compute_threads
-from ..model.network import Network, initial_state
+from ..model.state import preset_state, state_name
+from ..network import Network
+from . import manifest
+from .evaluate import evaluate
 from .optim import Optimizer, make_schedule
+
+__all__ = ["TrainConfig", "ArrayDataset", "train_step", "evaluate", "Trainer"]
 
 
 @dataclass
@@ -37,7 +42,7 @@ class TrainConfig:
     clip_norm: float | None = None
     tbptt: int | None = None                         # truncated BPTT chunk length in steps
     seed: int = 0
-    init_state: dict = field(default_factory=lambda: {"mode": "zeros"})
+    init_state: str = "zeros"       # a preset of spikesim.model.state.INITIAL_STATES
     tau_min: float | None = None                     # optional clamp of tau after each update
     checkpoint_every_s: float = 120.0                # mid-epoch checkpoints for long epochs
     eval_batch_size: int | None = None
@@ -50,10 +55,21 @@ class TrainConfig:
         if self.tbptt is not None and (not isinstance(self.tbptt, int) or self.tbptt < 1):
             raise ValueError(f"tbptt must be a positive integer or None, got {self.tbptt!r}")
         self.betas = tuple(self.betas)
+        self.init_state = state_name(self.init_state)   # older configs: a dict spec
         make_schedule(self.schedule)    # validates
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A TrainConfig from ``to_dict``'s form, as checkpoints store it (older ones hold
+        ``init_state`` as a dict spec, read as its preset name)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        return cls(**d)
 
 
 class ArrayDataset:
@@ -71,21 +87,17 @@ class ArrayDataset:
         return self.x[idx], self.labels[idx]
 
 
-def make_state(net: Network, batch: int, spec: dict, rng: np.random.Generator | None):
-    spec = dict(spec or {"mode": "zeros"})
-    mode = spec.pop("mode", "zeros")
-    return initial_state(net.config, batch, net.dtype, mode=mode, rng=rng, **spec)
-
-
-def train_step(net: Network, opt: Optimizer | None, x, labels, state, tbptt: int | None = None):
+def train_step(net: Network, opt: Optimizer | None, x, labels, state, tbptt: int | None = None,
+               carry=None):
     """Forward, loss, BPTT and (if ``opt``) the update; with ``tbptt`` the sequence is cut into
     chunks of that many steps, each followed by an update, the state carried forward detached
     and, for the summed readouts, the running sum carried as a constant (official PS-MNIST).
+    ``carry``: the summed readout's starting value (None: 0), as ``preset_state`` gives it.
     Returns (loss, correct, count, firing_rates)."""
     T = x.shape[1]
     k = tbptt if tbptt else T
     start, per_step = net.config.loss.start, net.config.loss.kind == "nll_per_step"
-    carry, loss_sum, correct, count = None, 0.0, 0, 0
+    loss_sum, correct, count = 0.0, 0, 0
     rates = []
     for t0 in range(0, T, k):
         t1 = min(T, t0 + k)
@@ -111,50 +123,16 @@ def train_step(net: Network, opt: Optimizer | None, x, labels, state, tbptt: int
     return loss_sum, correct, count, fr
 
 
-def evaluate(net: Network, dataset, batch_size: int = 64, init_state: dict | None = None,
-             seed: int = 0, collect=False, progress=False, desc="eval") -> dict:
-    """Loss, accuracy and firing rates over a dataset (no updates). With ``collect``, also the
-    predictions and summed readouts per sample."""
-    from tqdm.auto import tqdm
-    n = len(dataset)
-    rng = np.random.default_rng(seed)
-    loss = correct = count = 0.0
-    rates, preds, logits = None, [], []
-    reuse, net.reuse_buffers = net.reuse_buffers, True
-    with compute_threads():
-        for b0 in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
-            idx = np.arange(b0, min(n, b0 + batch_size))
-            x, y = dataset.get(idx)
-            st = make_state(net, len(idx), init_state, rng)
-            trace = net.forward(x, st)
-            res = net.loss(trace, y)
-            loss += res.loss * len(idx)
-            correct += res.correct
-            count += res.count
-            fr = trace.firing_rates()
-            rates = [None if r is None else (0 if rates is None else rates[i]) + r * len(idx)
-                     for i, r in enumerate(fr)]
-            if collect:
-                preds.append(res.pred.copy())   # (reused buffers: the next batch overwrites it)
-                if res.logits is not None:
-                    logits.append(res.logits)
-    net.reuse_buffers = reuse
-    out = {"loss": loss / n, "accuracy": correct / max(1, count), "correct": int(correct),
-           "count": int(count), "n_samples": n,
-           "firing_rates": [None if r is None else r / n for r in rates]}
-    if collect:
-        out["predictions"] = np.concatenate(preds)
-        out["logits"] = np.concatenate(logits) if logits else None
-    return out
-
-
 class Trainer:
     """Runs epochs of ``train_step`` with validation, checkpoints and resume in ``out_dir``.
 
-    Files in out_dir: ``last.ckpt`` (after every epoch, and every ``checkpoint_every_s``
-    seconds mid-epoch), ``best.ckpt`` (best validation accuracy), ``history.json``.
-    A killed run resumes from ``last.ckpt`` at the batch where it stopped: the batch order of
-    each epoch is a function of (seed, epoch) alone.
+    Files in out_dir: ``manifest.json`` (what ran, where and from which code: written when
+    the run starts, a record appended to its ``resumes`` when it is resumed; see
+    ``spikesim.train.manifest``), ``last.ckpt`` (after every epoch, and every
+    ``checkpoint_every_s`` seconds mid-epoch), ``best.ckpt`` (best validation accuracy),
+    ``history.json``. A killed run resumes from ``last.ckpt`` at the batch where it stopped:
+    the batch order of each epoch is a function of (seed, epoch) alone. Each batch starts from
+    the preset ``cfg.init_state``, its random numbers a function of (seed, epoch, batch index).
     """
 
     def __init__(self, net: Network, cfg: TrainConfig, train_set, val_set=None, out_dir=None,
@@ -169,9 +147,11 @@ class Trainer:
         self.schedule = make_schedule(cfg.schedule)
         net.reuse_buffers = True        # work arrays reused across steps (no page faults)
         self.history: list = []
-        self.epoch, self.batch = 0, 0
+        self.epoch, self.batch_index = 0, 0    # the next batch of the epoch in progress
         self.best_val = -1.0
         self._stats = None       # running sums of the epoch in progress
+        self._resumed = False
+        self._manifest_done = False     # written (or its resume recorded) by this Trainer
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _save(self, name: str):
@@ -180,9 +160,9 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.out_dir / name, self.net.params, self._config_dict(),
                         self.opt.state_dict(), epoch=self.epoch, seed=self.cfg.seed,
-                        extra={"batch": self.batch, "history": self.history,
+                        extra={"batch_index": self.batch_index, "history": self.history,
                                "best_val": self.best_val, "meta": self.meta,
-                               "epoch_stats": self._stats if self.batch else None})
+                               "epoch_stats": self._stats if self.batch_index else None})
 
     def _config_dict(self):
         return {"network": self.net.config.to_dict(), "train": self.cfg.to_dict(),
@@ -200,53 +180,75 @@ class Trainer:
         for k, v in ck.params.items():
             self.net.params[k][...] = v
         self.opt.load_state_dict(ck.optimizer_state)
-        stored = ck.config.get("train", {})
+        stored = dict(ck.config.get("train", {}))
+        if isinstance(stored.get("init_state"), dict):      # older checkpoints: a dict spec
+            stored["init_state"] = state_name(stored["init_state"])
         changed = sorted(k for k, v in json.loads(json.dumps(self.cfg.to_dict())).items()
                          if k in stored and stored[k] != v and k != "epochs")
         if changed:
             warnings.warn(f"{path}: resuming a run whose training settings differ in {changed}; "
                           "the run continues with the checkpoint's optimiser state (learning "
                           "rate included) and this run's other settings", stacklevel=2)
-        self.epoch, self.batch = ck.epoch, int(ck.extra.get("batch", 0))
+        # older checkpoints: "batch"
+        self.epoch = ck.epoch
+        self.batch_index = int(ck.extra.get("batch_index", ck.extra.get("batch", 0)))
         self.history = list(ck.extra.get("history", []))
         self.best_val = float(ck.extra.get("best_val", -1.0))
-        self._stats = ck.extra.get("epoch_stats") if self.batch else None
+        self._stats = ck.extra.get("epoch_stats") if self.batch_index else None
+        self._resumed = True
         return True
+
+    def _write_manifest(self):
+        """manifest.json at the start of this Trainer's first ``fit``: a new one for a new run,
+        a record appended to ``resumes`` after :meth:`resume`."""
+        if self.out_dir is None or self._manifest_done:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / manifest.FILE_NAME
+        if self._resumed:
+            manifest.record_resume(path, self.cfg.seed, epoch=self.epoch,
+                                   batch_index=self.batch_index)
+        else:
+            manifest.write(path, manifest.collect(self.cfg.seed))
+        self._manifest_done = True
 
     # -- loop ------------------------------------------------------------------------------------
     def fit(self) -> list:
         from tqdm.auto import tqdm
         cfg, n = self.cfg, len(self.train_set)
         nb = math.ceil(n / cfg.batch_size)
-        with compute_threads():
+        self._write_manifest()
+        with self.net.session():
             while self.epoch < cfg.epochs:
                 e = self.epoch
                 self.opt.lr = self.opt.base_lr * self.schedule.factor(e)
                 order = np.random.default_rng([cfg.seed, e]).permutation(n)
                 t_start, last_ck = time.time(), time.time()
-                stats = self._stats if (self.batch and self._stats) else {
+                stats = self._stats if (self.batch_index and self._stats) else {
                     "loss": 0.0, "correct": 0, "count": 0, "n": 0, "seconds": 0.0}
                 self._stats = stats
-                bar = tqdm(total=nb, initial=self.batch, desc=f"epoch {e + 1}/{cfg.epochs}",
-                           disable=not self.progress, leave=False)
+                bar = tqdm(total=nb, initial=self.batch_index,
+                           desc=f"epoch {e + 1}/{cfg.epochs}", disable=not self.progress,
+                           leave=False)
                 fr = None
-                while self.batch < nb:
-                    i = self.batch
+                while self.batch_index < nb:
+                    i = self.batch_index
                     idx = np.sort(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])
                     x, y = self.train_set.get(idx)
-                    st = make_state(self.net, len(idx), cfg.init_state,
-                                    np.random.default_rng([cfg.seed, e, i, 1]))
-                    loss, c, k, fr = train_step(self.net, self.opt, x, y, st, cfg.tbptt)
+                    st, carry = preset_state(self.net.config, cfg.init_state, len(idx),
+                                             self.net.dtype,
+                                             np.random.default_rng([cfg.seed, e, i, 1]))
+                    loss, c, k, fr = train_step(self.net, self.opt, x, y, st, cfg.tbptt, carry)
                     self._clamp()
                     stats["loss"] += loss * len(idx)
                     stats["correct"] += c
                     stats["count"] += k
                     stats["n"] += len(idx)
-                    self.batch += 1
+                    self.batch_index += 1
                     bar.update(1)
                     bar.set_postfix(loss=f"{stats['loss'] / stats['n']:.4f}",
                                     acc=f"{stats['correct'] / max(1, stats['count']):.3f}")
-                    if time.time() - last_ck > cfg.checkpoint_every_s and self.batch < nb:
+                    if time.time() - last_ck > cfg.checkpoint_every_s and self.batch_index < nb:
                         stats["seconds"] += time.time() - t_start
                         t_start = last_ck = time.time()
                         self._save("last.ckpt")
@@ -262,7 +264,7 @@ class Trainer:
                     rec.update(val_loss=v["loss"], val_acc=v["accuracy"],
                                firing_rates=v["firing_rates"])
                 self.history = [h for h in self.history if h.get("epoch") != e + 1] + [rec]
-                self.epoch, self.batch = e + 1, 0
+                self.epoch, self.batch_index = e + 1, 0
                 if self.progress:
                     tqdm.write(_fmt(rec))
                 if rec.get("val_acc", -1) > self.best_val:

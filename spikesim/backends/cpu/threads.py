@@ -1,10 +1,10 @@
 """Threads: the CPU kernels are serial, GIL-free Numba functions over a chunk of the batch;
 :func:`run_chunks` runs the chunks on a thread pool, one per core, with denormals flushed to
-zero (``spikesim.kernels.fpu``).
+zero (``spikesim.backends.cpu.fpu``).
 
 BLAS runs single-threaded inside :func:`compute_threads`: OpenBLAS worker threads busy-wait
-after each product and would steal the cores from the kernel threads (PERFORMANCE.md), and
-the kernels call BLAS from every chunk.
+after each product and would steal the cores from the kernel threads (measured: lesson 3
+of docs/benchmarks.md), and the kernels call BLAS from every chunk.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS that Numba's np.dot calls, so that
+
 #                                  threadpool_limits below sees it; it is a separate OpenBLAS)
 from threadpoolctl import threadpool_limits
 

@@ -42,6 +42,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
+from ...model.primitives import exp32, fexp, where_gt
+
 LANES = 16
 _i32 = ir.IntType(32)
 
@@ -311,9 +313,9 @@ def popcount(typingctx, x):
 # ----------------------------------------------------------------------------------------------
 # Arithmetic on vectors, so that the scalar neuron and surrogate functions of spikesim.model run
 # unchanged on 16 lanes at a time: +, -, *, unary -, max and abs with a vector and a vector or a
-# scalar of its dtype, and ``where_gt``. The elementwise loops of the kernels are then explicit
-# 16-lane loops (LLVM's own vectoriser stops at 8 float32 lanes on this CPU: it prefers 256-bit
-# vectors), and the equations still exist once.
+# scalar of its dtype, and the primitives ``where_gt`` and ``fexp``. The elementwise loops of
+# the kernels are then explicit 16-lane loops (LLVM's own vectoriser stopped at 8 float32 lanes
+# on the AVX-512 machines measured: it prefers 256-bit vectors), and the equations exist once.
 # ----------------------------------------------------------------------------------------------
 def _vec_of(*tys):
     """The Vec16 type of an operation whose operands are vectors and scalars of one dtype, or
@@ -383,19 +385,6 @@ for _fn, _impl, _n in ((operator.add, _vadd, 2), (operator.sub, _vsub, 2),
     _register(_fn, _impl, _n)
 
 
-def where_gt(x, lim, p):
-    """p where x > lim, else 0 (scalars or vectors)."""
-    return p if x > lim else p * 0
-
-
-@overload(where_gt, inline="always")
-def _where_gt_impl(x, lim, p):
-    if _vec_of(x, lim, p) is not None:
-        return lambda x, lim, p: _vwhere_gt(x, lim, p)
-    if isinstance(x, types.Float) and lim == x and p == x:
-        return lambda x, lim, p: p if x > lim else lim - lim
-
-
 def _exp_call(b, x):
     fnty = ir.FunctionType(x.type, [x.type])
     name = f"llvm.exp.v{LANES}f{32 if x.type.element == ir.FloatType() else 64}"
@@ -403,6 +392,23 @@ def _exp_call(b, x):
 
 
 vexp = _elementwise(_exp_call, 1)       # exact exp per lane (float64 validation runs)
+
+
+# The 16-lane versions of the model's target-dependent primitives, registered onto the same
+# functions for the CPU target only: a select, and the surrogates' exp (float32: the model's own
+# polynomial, run on the vector by the arithmetic above; float64: exact per lane).
+@overload(where_gt, target="cpu", inline="always")
+def _where_gt_vec(x, lim, p):
+    if _vec_of(x, lim, p) is not None:
+        return lambda x, lim, p: _vwhere_gt(x, lim, p)
+
+
+@overload(fexp, target="cpu", inline="always")
+def _fexp_vec(x):
+    if isinstance(x, Vec16):
+        if x.dtype == types.float32:
+            return exp32            # the model's function itself, typed for the vector
+        return lambda x: vexp(x)
 
 
 @intrinsic

@@ -1,4 +1,4 @@
-"""Readouts, losses and their gradients (SPEC section 3).
+"""Readouts, losses and their gradients (docs/model.md section 3).
 
 All take the last layer's readout ``out`` (T, B, C), time-major, and return a
 :class:`LossResult` with the loss (mean over the batch), dL/d(out) (T, B, C) when asked,
@@ -13,38 +13,31 @@ call to call, and each result's arrays are overwritten by the next call.
 - ``ce_sum_spike`` (S-MNIST "adp-spike"): z = carry + sum over t >= start of s_t, cross-entropy
   of z; ``carry`` is the detached running sum of earlier truncated-BPTT chunks; labels (B,).
 Ties in argmax go to the lowest class index.
+
+The softmaxes here are fused into the loss loops (per-step NLL on 16-row blocks, the summed
+readout in the kernel's dtype with ``fexp``, the final cross-entropy in float64), so they are
+not calls of ``spikesim.model.readout.softmax``, the NumPy one that the code above the backends
+uses. Each is the same formula, exp(u - max u) / sum; they differ only in rounding, and
+replacing any of them with another changes the loss's last bits (measured: the cross-entropy's
+float64 softmax replaced by the summed-readout one changes 112 of 330 fingerprinted arrays).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from ..kernels.simd import LANES, vload, vstore
-from ..kernels.threads import n_chunks, run_chunks
-from ..model.config import LOSSES
-from ..model.surrogates import fexp
-from ..workspace import work_array
-
-
-@dataclass
-class LossResult:
-    loss: float
-    grad: np.ndarray | None
-    pred: np.ndarray            # (B, T) per step for nll_per_step, else (B,)
-    correct: int                # number of correct predictions (masked steps excluded)
-    count: int                  # number of predictions counted
-    logits: np.ndarray | None = None   # (B, C) the summed readout for the sum losses
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / max(1, self.count)
+from ...model.config import LOSSES
+from ...model.primitives import fexp
+from ..base import LossResult
+from .simd import LANES, vload, vstore
+from .threads import n_chunks, run_chunks
+from .workspace import work_array
 
 
 def _check(out, labels, start, per_step):
     if not isinstance(out, np.ndarray) or out.ndim != 3:
-        raise ValueError(f"readout must be a (T, B, C) array, got {getattr(out, 'shape', type(out))}")
+        raise ValueError(
+            f"readout must be a (T, B, C) array, got {getattr(out, 'shape', type(out))}")
     T, B, C = out.shape
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
@@ -54,7 +47,8 @@ def _check(out, labels, start, per_step):
         raise ValueError(f"labels have shape {labels.shape}, expected {want}")
     lo = -1 if per_step else 0
     if labels.size and (labels.min() < lo or labels.max() >= C):
-        raise ValueError(f"labels must lie in [{lo}, {C - 1}], found [{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels must lie in [{lo}, {C - 1}], found [{labels.min()}, {labels.max()}]")
     if start >= T:
         raise ValueError(f"loss start {start} is beyond the sequence length {T}")
     return np.ascontiguousarray(labels, dtype=np.int64)
@@ -254,7 +248,8 @@ def ce_sum_spike(out, labels, start=0, grad=True, carry=None, work=None):
     return LossResult(loss, g, pred, int((pred == labels).sum()), B, z)
 
 
-_FUNCS = {"nll_per_step": nll_per_step, "ce_sum_softmax": ce_sum_softmax, "ce_sum_spike": ce_sum_spike}
+_FUNCS = {"nll_per_step": nll_per_step, "ce_sum_softmax": ce_sum_softmax,
+          "ce_sum_spike": ce_sum_spike}
 
 
 def compute(kind: str, out, labels, start=0, carry=None, grad=True, work=None) -> LossResult:

@@ -1,0 +1,70 @@
+"""The seam between the network and the hardware: what a backend implements.
+
+``spikesim.network.Network`` keeps the configuration, the parameters, the tau chain rule and
+the choice of loss; a backend runs the kernels. It owns its trace format (what the forward keeps
+for the backward) and its work arrays. The CPU backend (``spikesim.backends.cpu``) is the one
+that exists today; a CUDA backend implements the same methods with the same kernel names.
+
+Arguments a backend receives:
+
+- ``cfg``: the ``NetworkConfig``; ``params``: the parameter dict in the network's dtype;
+- ``consts``: one ``kernel_args.LayerConsts`` per layer, built by the network from the time
+  constants (``spikesim.model.neurons.decay``);
+- ``x`` (B, T, n_in), ``state``: layer name -> (u, s, b), each (B, N).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class LossResult:
+    loss: float
+    grad: np.ndarray | None
+    pred: np.ndarray            # (B, T) per step for nll_per_step, else (B,)
+    correct: int                # number of correct predictions (masked steps excluded)
+    count: int                  # number of predictions counted
+    logits: np.ndarray | None = None   # (B, C) the summed readout for the sum losses
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(1, self.count)
+
+
+class Backend(ABC):
+    """Forward, backward and loss of a configured layer chain on one kind of hardware.
+
+    ``reuse_buffers``: when on, work arrays (and so the arrays of the last trace and loss
+    result) are reused from call to call instead of freshly allocated; the trainer turns it on.
+    """
+    name: str = ""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self.reuse_buffers = False
+
+    @abstractmethod
+    def forward(self, cfg, params: dict, consts: list, x: np.ndarray, state: dict):
+        """Run every layer over the sequence; returns the backend's trace, which has at least
+        ``output_mem`` (T, B, C), ``output_spikes`` (T, B, C) or None, ``final_state(cfg)``
+        and ``firing_rates()``."""
+
+    @abstractmethod
+    def backward(self, cfg, params: dict, consts: list, trace, g_out: np.ndarray) -> dict:
+        """Gradients from dL/d(readout) g_out (T, B, C): a dict with, per layer name n,
+        ``n.W_in``, ``n.b``, and for spiking layers ``n.W_rec`` (recurrent ones) and
+        ``n.rho``, and ``n.alpha``: dL/d(bias) and dL/d(decay), not yet dL/dtau."""
+
+    @abstractmethod
+    def loss(self, kind: str, out, labels, start: int, carry=None,
+             grad: bool = False) -> LossResult:
+        """The loss ``kind`` (``spikesim.model.config.LOSSES``) on the readout ``out`` (T, B, C)."""
+
+    def session(self) -> AbstractContextManager:
+        """A context in which a series of calls runs (the CPU backend sets its threads)."""
+        import contextlib
+        return contextlib.nullcontext()
