@@ -1,6 +1,7 @@
 """The few scalar primitives the equations are written in that depend on the type they run on:
-a select (``where_gt``), the exp of the surrogates (``fexp``) and the exp of the tau-to-decay map
-(``exp``). Everything else in ``spikesim.model`` is plain arithmetic on its arguments.
+two selects (``where_gt``, ``select_gt``), the exp of the surrogates (``fexp``) and the exp of
+the tau-to-decay map (``exp``). Everything else in ``spikesim.model`` is plain arithmetic on
+its arguments.
 
 Each primitive is a plain Python function (it runs as written in the interpreter, on scalars or
 NumPy arrays) with a *typer*: given the Numba types of the arguments, it returns the Python
@@ -26,6 +27,11 @@ from numba.extending import overload
 def where_gt(x, lim, p):
     """p where x > lim, else 0 (in p's type)."""
     return p if x > lim else lim - lim
+
+
+def select_gt(x, lim, a, b):
+    """a where x > lim, else b."""
+    return a if x > lim else b
 
 
 def fexp(x):
@@ -78,6 +84,11 @@ def _where_gt_typer(x, lim, p):
         return where_gt
 
 
+def _select_gt_typer(x, lim, a, b):
+    if _is_float(x, lim, a, b):
+        return select_gt
+
+
 def _fexp_typer(x):
     if isinstance(x, types.Float):
         return exp32 if x.bitwidth == 32 else _exp64
@@ -88,7 +99,8 @@ def _exp_typer(x):
         return _exp64
 
 
-PRIMITIVES = [(where_gt, _where_gt_typer), (fexp, _fexp_typer), (exp, _exp_typer)]
+PRIMITIVES = [(where_gt, _where_gt_typer), (select_gt, _select_gt_typer), (fexp, _fexp_typer),
+              (exp, _exp_typer)]
 
 
 def host_and_kernel(fn):

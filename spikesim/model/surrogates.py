@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from .config import SurrogateConfig
-from .primitives import fexp, where_gt
+from .primitives import fexp, select_gt, where_gt
 
 GAUSSIAN, MULTI_GAUSSIAN, LINEAR, SLAYER, SMOOTH = 0, 1, 2, 3, 4
 CODES = {"gaussian": GAUSSIAN, "multi_gaussian": MULTI_GAUSSIAN, "linear": LINEAR,
@@ -66,11 +66,10 @@ def surrogate_consts(cfg: SurrogateConfig, dtype) -> SurrogateConsts:
 
 @njit(inline="always")
 def _sigmoid(kx, one):
-    # stable for both signs; exp only of non-positive arguments
-    if kx >= 0:
-        return one / (one + fexp(-kx))
-    e = fexp(kx)
-    return e / (one + e)
+    """sigmoid(kx), stable for both signs and branch-free (it runs on 16-lane vectors): with
+    e = exp(-|kx|), 1 / (1 + e) for kx > 0 and e / (1 + e) otherwise."""
+    e = fexp(-abs(kx))
+    return select_gt(kx, one - one, one, e) / (one + e)
 
 
 @njit(inline="always")

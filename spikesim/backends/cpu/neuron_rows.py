@@ -42,10 +42,11 @@ _opts = dict(fastmath=True, cache=True, nogil=True, error_model="numpy")
 
 @njit(**_opts)
 def smooth_spikes(x, s1, o, n, sp):
-    """s1[o + q] = the smooth mode's spike, sigmoid(k x[q]), for q < n (the Heaviside spikes
-    come from ``alif_rows``)."""
-    for q in range(n):
-        s1[o + q] = smooth_spike(x[q], sp)
+    """s1[o + q] = the smooth mode's spike, sigmoid(k x[q]), for q < n, 16 lanes at a time (the
+    Heaviside spikes come from ``alif_rows``)."""
+    for q in range(0, n, LANES):
+        w = min(LANES, n - q)
+        vstore(s1, o + q, w, smooth_spike(vload(x, q, w), sp))
 
 
 @njit(**_opts)
@@ -60,9 +61,8 @@ def surrogate_rows(x, sg, n, sp):
         _map16(sg_linear, x, sg, n, sp)
     elif code == SLAYER:
         _map16(sg_slayer, x, sg, n, sp)
-    else:                               # (the smooth mode branches: scalar)
-        for q in range(n):
-            sg[q] = sg_smooth(x[q], sp)
+    else:
+        _map16(sg_smooth, x, sg, n, sp)
 
 
 @njit(inline="always")

@@ -42,7 +42,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
-from ...model.primitives import exp32, fexp, where_gt
+from ...model.primitives import exp32, fexp, select_gt, where_gt
 
 LANES = 16
 _i32 = ir.IntType(32)
@@ -312,10 +312,11 @@ def popcount(typingctx, x):
 
 # ----------------------------------------------------------------------------------------------
 # Arithmetic on vectors, so that the scalar neuron and surrogate functions of spikesim.model run
-# unchanged on 16 lanes at a time: +, -, *, unary -, max and abs with a vector and a vector or a
-# scalar of its dtype, and the primitives ``where_gt`` and ``fexp``. The elementwise loops of
-# the kernels are then explicit 16-lane loops (LLVM's own vectoriser stopped at 8 float32 lanes
-# on the AVX-512 machines measured: it prefers 256-bit vectors), and the equations exist once.
+# unchanged on 16 lanes at a time: +, -, *, /, unary -, max and abs with a vector and a vector or
+# a scalar of its dtype, and the primitives ``where_gt``, ``select_gt`` and ``fexp``. The
+# elementwise loops of the kernels are then explicit 16-lane loops (LLVM's own vectoriser
+# stopped at 8 float32 lanes on the AVX-512 machines measured: it prefers 256-bit vectors), and
+# the equations exist once.
 # ----------------------------------------------------------------------------------------------
 def _vec_of(*tys):
     """The Vec16 type of an operation whose operands are vectors and scalars of one dtype, or
@@ -331,7 +332,7 @@ def _as_vec(builder, ty, val, vty):
 
 
 def _elementwise(build, nargs):
-    """An intrinsic over ``nargs`` (1 to 3) operands, vectors or scalars broadcast, that returns
+    """An intrinsic over ``nargs`` (1 to 4) operands, vectors or scalars broadcast, that returns
     build(builder, *lane_vectors)."""
     def typer(tys):
         vt = _vec_of(*tys)
@@ -346,13 +347,16 @@ def _elementwise(build, nargs):
         return intrinsic(lambda typingctx, x: typer((x,)))
     if nargs == 2:
         return intrinsic(lambda typingctx, x, y: typer((x, y)))
-    return intrinsic(lambda typingctx, x, y, z: typer((x, y, z)))
+    if nargs == 3:
+        return intrinsic(lambda typingctx, x, y, z: typer((x, y, z)))
+    return intrinsic(lambda typingctx, x, y, z, w: typer((x, y, z, w)))
 
 
 _fast = ("fast",)
 _vadd = _elementwise(lambda b, x, y: b.fadd(x, y, flags=_fast), 2)
 _vsub = _elementwise(lambda b, x, y: b.fsub(x, y, flags=_fast), 2)
 _vmul = _elementwise(lambda b, x, y: b.fmul(x, y, flags=_fast), 2)
+_vdiv = _elementwise(lambda b, x, y: b.fdiv(x, y, flags=_fast), 2)
 _vneg = _elementwise(lambda b, x: b.fneg(x, flags=_fast), 1)
 # x + y with the fast-math flags except reassociation, for running sums that must round as the
 # sequential loop does (with it LLVM may split a sum over a loop into partial sums). An add
@@ -364,6 +368,9 @@ _vabs = _elementwise(lambda b, x: b.select(b.fcmp_ordered("<", x, ir.Constant(x.
                                            b.fneg(x), x), 1)
 _vwhere_gt = _elementwise(lambda b, x, lim, p: b.select(b.fcmp_ordered(">", x, lim), p,
                                                         ir.Constant(p.type, None)), 3)
+
+
+_vselect_gt = _elementwise(lambda b, x, lim, p, q: b.select(b.fcmp_ordered(">", x, lim), p, q), 4)
 
 
 def _register(fn, vimpl, nargs):
@@ -380,8 +387,8 @@ def _register(fn, vimpl, nargs):
 
 
 for _fn, _impl, _n in ((operator.add, _vadd, 2), (operator.sub, _vsub, 2),
-                       (operator.mul, _vmul, 2), (operator.neg, _vneg, 1), (max, _vmax, 2),
-                       (abs, _vabs, 1)):
+                       (operator.mul, _vmul, 2), (operator.truediv, _vdiv, 2),
+                       (operator.neg, _vneg, 1), (max, _vmax, 2), (abs, _vabs, 1)):
     _register(_fn, _impl, _n)
 
 
@@ -401,6 +408,12 @@ vexp = _elementwise(_exp_call, 1)       # exact exp per lane (float64 validation
 def _where_gt_vec(x, lim, p):
     if _vec_of(x, lim, p) is not None:
         return lambda x, lim, p: _vwhere_gt(x, lim, p)
+
+
+@overload(select_gt, target="cpu", inline="always")
+def _select_gt_vec(x, lim, a, b):
+    if _vec_of(x, lim, a, b) is not None:
+        return lambda x, lim, a, b: _vselect_gt(x, lim, a, b)
 
 
 @overload(fexp, target="cpu", inline="always")
