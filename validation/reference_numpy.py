@@ -273,7 +273,7 @@ def _loss_and_readout_grad(cfg, last, labels, carry, dtype):
 
     if kind == "ce_sum_softmax":
         probs = {t: _softmax(readout[t]) for t in range(start, T)}
-        z = np.zeros((batch, C), dtype)
+        z = np.zeros((batch, C), dtype) if carry is None else np.asarray(carry, dtype).copy()
         for t in range(start, T):
             z = z + probs[t]
     elif kind == "ce_sum_spike":

@@ -8,8 +8,8 @@ call to call, and each result's arrays are overwritten by the next call.
 
 - ``nll_per_step`` (ECG): sum over t >= start of NLL(log_softmax(u_t), y_t); labels (B, T),
   label -1 masks a step. Prediction per step: argmax u_t.
-- ``ce_sum_softmax`` (SHD): z = sum over t >= start of softmax(u_t), then cross-entropy of z
-  taken as logits (as the official code applies nn.CrossEntropyLoss to it); labels (B,).
+- ``ce_sum_softmax`` (SHD): z = carry + sum over t >= start of softmax(u_t), then cross-entropy
+  of z taken as logits (as the official code applies nn.CrossEntropyLoss to it); labels (B,).
 - ``ce_sum_spike`` (S-MNIST "adp-spike"): z = carry + sum over t >= start of s_t, cross-entropy
   of z; ``carry`` is the detached running sum of earlier truncated-BPTT chunks; labels (B,).
 Ties in argmax go to the lowest class index.
