@@ -54,6 +54,22 @@ def test_dataset_encoding_and_permutation():
     assert rb.get(np.array([0]))[0].shape == (1, 784, 80)
 
 
+def test_dataset_keeps_a_float64_networks_precision():
+    """A float64 network gets float64 inputs: analog windows and RBF fields are not rounded
+    to float32 on the way (and the tasks build their datasets in the network's dtype)."""
+    img = np.random.default_rng(1).integers(0, 256, (2, 784), dtype=np.uint8)
+    ds = smnist.SMNISTDataset(img, np.arange(2), k=3, scale="analog", dtype=np.float64)
+    x, _ = ds.get(np.array([0, 1]))
+    assert x.dtype == np.float64
+    np.testing.assert_array_equal(x[1, 7], img[1, 7:10] / 255.0)
+    rb = smnist.SMNISTDataset(img, np.arange(2), k=80, encoding="rbf", dtype=np.float64)
+    fields = rb.get(np.array([0]))[0]
+    assert fields.dtype == np.float64 and np.any(fields.astype(np.float32) != fields)
+    meta = {"window": 4, "scale": "analog"}
+    assert smnist.dataset_from_meta(img, np.arange(2), meta, np.float64).get([0])[0].dtype \
+        == np.float64
+
+
 # ---------------------------------------------------------------------------- official files
 @needs_ref
 def test_official_mapping_and_window_from_checkpoint():

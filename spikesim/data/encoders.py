@@ -2,8 +2,9 @@
 
 All encoders accept images as ``(N, 784)`` or ``(N, 28, 28)`` (any ``(N, ...)``
 whose trailing size is the pixel count), with raw pixel values in 0..255
-(integer or float). Outputs are ``float32`` with the batch first, ``(N, T, F)``;
-pass ``time_major=True`` to :func:`sliding_window` to get ``(T, N, F)`` directly.
+(integer or float). Outputs are ``dtype`` (default ``float32``; pass the network's dtype, so
+that a float64 network gets float64 inputs) with the batch first, ``(N, T, F)``; pass
+``time_major=True`` to :func:`sliding_window` to get ``(T, N, F)`` directly.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def sliding_window(
     scale: str = "analog",
     threshold: float = 0.1,
     time_major: bool = False,
+    dtype=np.float32,
 ) -> np.ndarray:
     """Read each flattened image through a window of ``k`` pixels moving by ``stride``.
 
@@ -47,7 +49,7 @@ def sliding_window(
 
     ``scale="analog"`` gives ``pix / 255``; ``scale="binary"`` gives
     ``1.0 where pix / 255 > threshold else 0.0`` (strictly greater).
-    Returns ``float32 (N, T, k)``, or ``(T, N, k)`` (C-contiguous) if ``time_major``.
+    Returns ``dtype (N, T, k)``, or ``(T, N, k)`` (C-contiguous) if ``time_major``.
     """
     flat = _flatten(images)
     d = flat.shape[1]
@@ -57,9 +59,9 @@ def sliding_window(
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     if scale == "binary":
-        x = (flat.astype(np.float64) / 255.0 > float(threshold)).astype(np.float32)
+        x = (flat.astype(np.float64) / 255.0 > float(threshold)).astype(dtype)
     elif scale == "analog":
-        x = (flat.astype(np.float64) / 255.0).astype(np.float32)
+        x = (flat.astype(np.float64) / 255.0).astype(dtype)
     else:
         raise ValueError(f"scale must be 'analog' or 'binary', got {scale!r}")
     n_steps = d // stride
@@ -86,7 +88,7 @@ def _rbf(x: np.ndarray, n_fields: int) -> np.ndarray:
     return out
 
 
-def rbf_encode(images, n_fields: int = 80) -> np.ndarray:
+def rbf_encode(images, n_fields: int = 80, dtype=np.float32) -> np.ndarray:
     """Encode every pixel by ``n_fields`` Gaussian receptive fields.
 
     For ``p = pix / 255`` field ``i`` gives ``exp(-(p - c_i)^2 / (2 sigma^2))``
@@ -94,15 +96,15 @@ def rbf_encode(images, n_fields: int = 80) -> np.ndarray:
     (1/78 for 80 fields). The Gaussian is *not* normalised: the peak value is 1
     (pixel 0 gives exactly 1.0 at field 1, pixel 255 exactly 1.0 at field 79).
     Values below ``RBF_FLUSH`` (1e-6) are flushed to exactly 0. Integer pixels
-    use a 256-entry lookup table. Returns ``float32 (N, D, n_fields)``.
+    use a 256-entry lookup table. Returns ``dtype (N, D, n_fields)``.
     """
     flat = _flatten(images)
     n_fields = int(n_fields)
     rbf_centres(n_fields)  # validates n_fields
     if flat.dtype.kind in "ui" and (flat.size == 0 or (flat.min() >= 0 and flat.max() <= 255)):
-        table = _rbf(np.arange(256, dtype=np.float64) / 255.0, n_fields).astype(np.float32)
+        table = _rbf(np.arange(256, dtype=np.float64) / 255.0, n_fields).astype(dtype)
         return table[flat.astype(np.intp)]
-    return _rbf(flat.astype(np.float64) / 255.0, n_fields).astype(np.float32)
+    return _rbf(flat.astype(np.float64) / 255.0, n_fields).astype(dtype)
 
 
 def permutation(seed: int, n: int = 784) -> np.ndarray:

@@ -73,7 +73,8 @@ def preset_name(choice: str, source: str = "ckpt") -> str:
 # Data
 # ----------------------------------------------------------------------------------------------
 class SMNISTDataset:
-    """MNIST images encoded per batch on ``get``: (B, 784, k) float32 windows (or RBF fields).
+    """MNIST images encoded per batch on ``get``: (B, 784, k) windows (or RBF fields) in
+    ``dtype``, which should be the network's (a float64 network then sees float64 inputs).
 
     ``perm`` (784 ints) reorders the pixels first (PS-MNIST). ``encoding``: "window" (sliding
     window of ``k`` pixels, stride ``stride``, ``scale`` "analog" (/255) or "binary" (pixels/255
@@ -81,7 +82,8 @@ class SMNISTDataset:
     """
 
     def __init__(self, images, labels, k: int = 4, stride: int = 1, scale: str = "binary",
-                 pixel_threshold: float = 0.1, perm=None, encoding: str = "window"):
+                 pixel_threshold: float = 0.1, perm=None, encoding: str = "window",
+                 dtype=np.float32):
         images = np.asarray(images)
         self.images = images.reshape(len(images), -1)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -92,6 +94,7 @@ class SMNISTDataset:
         self.k, self.stride, self.scale = int(k), int(stride), scale
         self.pixel_threshold = pixel_threshold
         self.encoding = encoding
+        self.dtype = np.dtype(dtype)
         self.perm = None if perm is None else np.asarray(perm, dtype=np.int64)
         if self.perm is not None:
             apply_permutation(self.images[:1], self.perm)       # validates
@@ -103,9 +106,9 @@ class SMNISTDataset:
         if self.perm is not None:
             images = apply_permutation(images, self.perm)
         if self.encoding == "rbf":
-            return rbf_encode(images, self.k)
+            return rbf_encode(images, self.k, dtype=self.dtype)
         return sliding_window(images, self.k, self.stride, scale=self.scale,
-                              threshold=self.pixel_threshold, time_major=False)
+                              threshold=self.pixel_threshold, time_major=False, dtype=self.dtype)
 
     def get(self, idx):
         idx = np.asarray(idx)
@@ -192,15 +195,15 @@ def load_model(path, dtype=np.float64):
     return net, meta
 
 
-def dataset_from_meta(images, labels, meta) -> SMNISTDataset:
+def dataset_from_meta(images, labels, meta, dtype=np.float32) -> SMNISTDataset:
     """The dataset a checkpoint's ``meta`` describes (older checkpoints store the pixel
-    threshold as "threshold")."""
+    threshold as "threshold"), encoding into ``dtype`` (the network's)."""
     perm = meta.get("perm")
     return SMNISTDataset(images, labels, k=meta.get("window", 4), stride=meta.get("stride", 1),
                          scale=meta.get("scale", "binary"),
                          pixel_threshold=meta.get("pixel_threshold", meta.get("threshold", 0.1)),
                          perm=None if perm is None else np.asarray(perm, dtype=np.int64),
-                         encoding=meta.get("encoding", "window"))
+                         encoding=meta.get("encoding", "window"), dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,7 +291,7 @@ def run_eval(args) -> int:
             print("warning: the checkpoint stores no permutation (official PS-MNIST: it is lost); "
                   "evaluating on unpermuted images")
     images, labels = _mnist(args.data_dir, "test", args.limit)
-    ds = dataset_from_meta(images, labels, meta)
+    ds = dataset_from_meta(images, labels, meta, net.dtype)
     if meta.get("steps"):                 # a model trained on the first N steps only
         ds = _Crop(ds, int(meta["steps"]))
     mode = preset_name(args.init_state, "pth" if str(args.checkpoint).endswith(".pth") else "ckpt")
@@ -401,8 +404,9 @@ def run_train(args) -> int:
             "steps": args.steps, "sum_from": 1}
     images, labels = _mnist(args.data_dir, "train", args.train_limit, args.seed)
     (tri, trl), (vai, val) = split_train_val(images, labels, args.val_fraction, args.seed)
-    train_set = dataset_from_meta(tri, trl, meta)
-    val_set = dataset_from_meta(vai, val, meta) if len(val) else None
+    dtype = np.dtype(args.dtype)
+    train_set = dataset_from_meta(tri, trl, meta, dtype)
+    val_set = dataset_from_meta(vai, val, meta, dtype) if len(val) else None
     if args.steps:
         train_set = _Crop(train_set, args.steps)
         val_set = _Crop(val_set, args.steps) if val_set is not None else None
@@ -427,7 +431,7 @@ def run_train(args) -> int:
                   f"({h['seconds']:.0f} s)")
     # test: the last epoch's model on the test images
     timg, tlab = _mnist(args.data_dir, "test", args.test_limit)
-    test_set = dataset_from_meta(timg, tlab, meta)
+    test_set = dataset_from_meta(timg, tlab, meta, net.dtype)
     if args.steps:
         test_set = _Crop(test_set, args.steps)
     t1 = time.time()
