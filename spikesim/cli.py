@@ -65,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("gradcheck", help="finite-difference and reference checks of every gradient")
-    g.add_argument("--quick", action="store_true", help="smaller, faster checks")
-    g.add_argument("--tol", type=float, default=1e-5,
-                   help="max relative error for finite differences")
+    g.add_argument("--quick", action="store_true", help="fewer cases and sampled elements")
+    g.add_argument("--only", nargs="+", default=None, metavar="CASE",
+                   help="run only the cases of these names (surrogate functions always run)")
     g.set_defaults(func=lambda a: importlib.import_module("validation.gradcheck").run(a))
 
     b = sub.add_parser("bench", help="time one training step of the benchmark configurations")

@@ -1,231 +1,246 @@
-"""Gradient validation of the Numba kernels.
+"""Gradient validation of the Numba kernels (docs/validation.md).
 
-1. Finite differences (float64, smooth mode: sigmoid spikes forward, their exact derivative
-   backward, through the same kernels): every layer kind, every parameter kind, every loss,
-   including a two-layer recurrent network with an ALIF output. Fourth-order central
-   differences; relative error of a tensor = max|fd - g| / max(max|fd|, max|g|).
-2. Reference: surrogate-mode gradients of the Numba kernels against the slow plain-NumPy
-   implementation (``validation.reference_numpy``), float64, on each task topology at small
-   batch, to 1e-12 relative.
+1. Surrogates: each surrogate function's derivative, from the kernels' vector loop, against
+   finite differences of its closed-form integral and against the reference's formula.
+2. Finite differences (float64, smooth mode: sigmoid spikes forward, their exact derivative
+   backward, through the same kernels and vector loops as training): narrow networks of every
+   layer, parameter and loss kind (every element), and wide ones (sampled elements and one
+   random direction per tensor).
+3. Truncated BPTT: each chunk's gradient against finite differences of that chunk's loss with
+   the carried-in state fixed (smooth mode); the whole truncated step against the reference,
+   which carries its own state (surrogate mode).
+4. Reference: surrogate-mode gradients against the slow plain-NumPy implementation
+   (``validation.reference_numpy``), float64: every task network, a wide one, and every
+   surrogate in every layer kind.
 
-``python -m validation.gradcheck [--quick] [--tol 1e-5]`` prints one row per check and exits
-non-zero if any check fails. The test suite runs the reduced (``--quick``) form.
+Errors are element-wise (``validation.finite_diff``). Every problem reports its firing rates
+and fails if a spiking layer fires on fewer than ``ACTIVITY_FLOOR`` of its neuron-steps. Frozen
+time constants and structurally zero gradients (tau_adp of a LIF layer) are reported as such,
+not counted as passes.
+
+``spikesim gradcheck [--quick] [--only CASE ...]`` prints one row per check and the totals, and
+exits non-zero if any check fails.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from spikesim.backends.cpu.threads import compute_threads
-from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig
-from spikesim.network import Network, initial_state
+from spikesim.model.config import SurrogateConfig
+from validation import surrogate_check, tbptt_check
+from validation.finite_diff import choose_elements, elementwise_error, fd_direction, fd_elements
+from validation.gradcheck_cases import (
+    ACTIVITY_FLOOR,
+    fd_cases,
+    fd_problem,
+    reference_cases,
+    reference_problem,
+)
 
-REF_TOL = 1e-12
-
-
-def _smooth(k=1.5):
-    return SurrogateConfig(name="smooth", k=k)
-
-
-def fd_cases(quick: bool = False) -> dict:
-    """Small networks covering every layer kind, parameter kind and loss (smooth mode)."""
-    sm = _smooth()
-    taus = dict(tau_m=(4.0, 1.0), tau_adp=(6.0, 1.0))
-
-    def rec(n, **kw):
-        return LayerConfig(n, "rec", b_j0=0.1, surrogate=sm, **{**taus, **kw})
-
-    def dense(n, **kw):
-        return LayerConfig(n, "dense", b_j0=0.1, surrogate=sm, **{**taus, **kw})
-
-    def integ(n):
-        return LayerConfig(n, "integrator", tau_m=(3.0, 0.5))
-
-    cases = {
-        "rec ALIF -> integrator, ce_sum_softmax": ([rec(5), integ(3)], "ce_sum_softmax", 2),
-        "rec LIF -> dense ALIF, nll_per_step (masked)":
-            ([rec(5, beta=0.0), dense(3)], "nll_per_step", 1),
-        "rec ALIF -> dense ALIF, ce_sum_spike": ([rec(4), dense(3, dt=0.7)], "ce_sum_spike", 0),
-        "rec -> rec -> ALIF out, nll_per_step": ([rec(4), rec(4), dense(3)], "nll_per_step", 2),
-        "rec -> rec -> integrator, ce_sum_softmax":
-            ([rec(4), rec(3), integ(3)], "ce_sum_softmax", 3),
-        "dense ALIF -> integrator, nll_per_step": ([dense(4), integ(3)], "nll_per_step", 0),
-    }
-    if quick:
-        cases = {k: cases[k] for k in list(cases)[:2] + ["rec -> rec -> ALIF out, nll_per_step",
-                                                        "rec ALIF -> dense ALIF, ce_sum_spike"]}
-    return {name: NetworkConfig(n_in=3, layers=layers, loss=LossConfig(loss, start))
-            for name, (layers, loss, start) in cases.items()}
+FD_TOL = 1e-5           # finite differences, element-wise
+FD_FLOOR = 1e-6         # a = 1e-6 max|g| + 1e-6 |L| (the noise of the differences: ~1e-12 |L|)
+REF_TOL = 1e-9          # reference, element-wise
+REF_FLOOR = 1e-5        # a = 1e-5 max|g| (rounding of sums of terms up to the largest element)
+SAMPLE = {False: 40, True: 16}      # elements sampled per large tensor (full, quick)
 
 
-def _problem(cfg: NetworkConfig, B: int, T: int, seed: int, mask=True):
-    """Random float64 network, input, labels and a non-zero initial state."""
-    rng = np.random.default_rng(seed)
-    net = Network(cfg, seed=seed, dtype=np.float64)
-    for k, v in net.params.items():
-        if k.endswith("W_in") or k.endswith("W_rec"):
-            v *= 2.0
-        elif k.endswith("b_in"):
-            v += rng.normal(0, 0.3, v.shape)
-    x = rng.random((B, T, cfg.n_in))
-    if cfg.loss.kind == "nll_per_step":
-        labels = rng.integers(0, cfg.n_out, (B, T))
-        if mask:
-            labels[rng.random((B, T)) < 0.2] = -1
-    else:
-        labels = rng.integers(0, cfg.n_out, B)
-    state = initial_state(cfg, B, np.float64, "random", rng=rng, scale=0.5, spikes=True)
-    return net, x, labels, state
+@dataclass
+class Report:
+    """The rows of a run: (kind, case, item, status, error, tolerance, detail)."""
+    out: object = print
+    rows: list = field(default_factory=list)
+
+    def add(self, kind, case, item, err, ok, detail="", tol=None, status=None):
+        status = status or ("ok" if ok else "BAD")
+        self.rows.append((kind, case, item, status, err, tol, detail))
+        e = "" if err is None else f"{err:9.2e}"
+        self.out(f"  {status:6s} {kind:9s} {case:46s} {item:18s} {e:>9s}  {detail}")
+
+    def activity(self, kind, case, names, rates):
+        """One row with the firing rates of ``names`` (None: not spiking); BAD below the floor."""
+        spiking = [(n, r) for n, r in zip(names, rates) if r is not None]
+        low = [n for n, r in spiking if r < ACTIVITY_FLOOR]
+        text = ", ".join(f"{n} {r:.3f}" for n, r in spiking)
+        self.add(kind, case, "firing rates", min(r for _, r in spiking), not low,
+                 text + (f" (below {ACTIVITY_FLOOR:g}: {', '.join(low)})" if low else ""))
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.rows if r[3] == "BAD"]
+
+    def summary(self) -> str:
+        n = {s: sum(r[3] == s for r in self.rows) for s in ("ok", "BAD", "frozen", "zero")}
+        worst = {}
+        for kind, _, item, status, err, _, _ in self.rows:
+            if status == "ok" and err is not None and item != "firing rates":
+                worst[kind] = max(worst.get(kind, 0.0), err)
+        w = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+        return (f"{n['ok']} passed, {n['BAD']} failed, {n['frozen']} frozen and {n['zero']} "
+                f"structurally zero (not checked); worst error: {w}")
 
 
-def rel_err(a: np.ndarray, b: np.ndarray) -> float:
-    scale = max(np.max(np.abs(a)), np.max(np.abs(b)))
-    return 0.0 if scale == 0 else float(np.max(np.abs(a - b)) / scale)
-
-
-def finite_difference(net: Network, x, labels, state, eps: float = 2e-4) -> dict:
-    """Fourth-order central differences of the loss w.r.t. every parameter element."""
-    fd = {}
-
-    def L():
-        return net.loss(net.forward(x, state), labels).loss
-
-    for k, v in net.params.items():
-        g = np.zeros_like(v)
-        for idx in np.ndindex(v.shape):
-            o = v[idx]
-            vals = []
-            for h in (2 * eps, eps, -eps, -2 * eps):
-                v[idx] = o + h
-                vals.append(L())
-            v[idx] = o
-            g[idx] = (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * eps)
-        fd[k] = g
-    return fd
-
-
-def check_fd(quick=False, tol=1e-5, out=print) -> list:
-    rows = []
-    for name, cfg in fd_cases(quick).items():
-        net, x, labels, state = _problem(cfg, B=3, T=8 if quick else 12, seed=len(name))
-        _, grads, _, _ = net.loss_and_grad(x, labels, state)
-        fd = finite_difference(net, x, labels, state)
-        for k in grads:
-            e = rel_err(fd[k], grads[k])
-            if not np.any(grads[k]) and np.max(np.abs(fd[k])) < 1e-9:
-                e = 0.0     # a parameter with no effect (tau_adp of LIF): fd is pure roundoff
-            rows.append(("fd", name, k, e, e <= tol))
-            out(f"  {'ok ' if e <= tol else 'BAD'}  fd   {name:46s} {k:16s} {e:9.2e}")
-    return rows
-
-
-def task_topologies(quick=False) -> dict:
-    """The task networks of docs/model.md section 5 at reduced width, with their surrogates."""
-    mg, g = SurrogateConfig("multi_gaussian"), SurrogateConfig("gaussian")
-    L = LayerConfig
-    return {
-        "ecg": NetworkConfig(4, [L(12, "rec", name="hidden", beta=0.0, b_j0=0.1, tau_adp=7.0,
-                                   surrogate=mg),
-                                 L(6, "dense", name="out", b_j0=0.1, tau_adp=100.0, surrogate=mg)],
-                             LossConfig("nll_per_step", 10)),
-        "ecg-icons": NetworkConfig(4, [L(12, "rec", name="hidden", beta=0.0, surrogate=g,
-                                         train_tau_m=False),
-                                       L(6, "dense", name="out", surrogate=g, train_tau_m=False)],
-                                   LossConfig("nll_per_step", 10)),
-        "shd": NetworkConfig(40, [L(12, "rec", tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
-                                  L(12, "rec", tau_m=(20, 5), tau_adp=(150, 10), surrogate=mg),
-                                  L(5, "integrator", tau_m=(20, 5))],
-                             LossConfig("ce_sum_softmax", 11)),
-        "smnist-nmi": NetworkConfig(4, [L(8, "rec", w_rec_init="zeros", tau_adp=(200, 25),
-                                          tau_m=(20, 5)),
-                                        L(16, "rec", w_rec_init="zeros", tau_adp=(200, 25),
-                                          tau_m=(20, 5)),
-                                        L(16, "dense", tau_adp=(200, 25), tau_m=(20, 5)),
-                                        L(10, "dense", tau_adp=(200, 25), tau_m=(20, 5))],
-                                    LossConfig("ce_sum_spike", 0)),
-        "smnist-icons": NetworkConfig(20, [L(16, "rec", b_j0=0.1), L(8, "rec", b_j0=0.1),
-                                           L(10, "integrator")], LossConfig("ce_sum_softmax", 0)),
-        # wide layers: gathered recurrent input (136 = a full 128-lane block and a masked
-        # rest), weight-gradient scatters grouped by column (cpu.GROUP_N and up, four or more
-        # entries per column and step), and a layer at least eight times narrower than its
-        # input (it sends dL/dI down: gx_mode 2)
-        "wide": NetworkConfig(8, [L(136, "rec", b_j0=0.01, beta=0.1, tau_m=(20, 5),
-                                    tau_adp=(150, 10), surrogate=mg),
-                                  L(8, "dense", b_j0=0.02, tau_m=(20, 5), tau_adp=(150, 10),
-                                    surrogate=mg)],
-                              LossConfig("ce_sum_spike", 5)),
-    }
-
-
-def reference_problem(name: str, cfg: NetworkConfig, quick=False):
-    """The float64 network, input, labels and random initial state of one reference check."""
-    rng = np.random.default_rng(7)
-    net = Network(cfg, seed=3, dtype=np.float64)
-    for k, v in net.params.items():
-        if k.endswith("W_in"):
-            v *= 3.0
-        elif k.endswith("W_rec") and not np.any(v):
-            v += rng.normal(0, 0.3, v.shape)
-    B, T = (32 if name == "wide" else 4), 30 if quick else 60
-    density = 1.0 if name == "wide" else 0.3
-    x = ((rng.random((B, T, cfg.n_in)) < density)
-         * (1.0 if name.startswith(("ecg", "shd")) else rng.random((B, T, cfg.n_in))))
-    labels = (rng.integers(0, cfg.n_out, (B, T)) if cfg.loss.kind == "nll_per_step"
-              else rng.integers(0, cfg.n_out, B))
-    state = initial_state(cfg, B, np.float64, "random", rng=rng, spikes=True)
-    return net, x, labels, state
-
-
-def check_reference(quick=False, tol=REF_TOL, out=print, only=None) -> list:
-    from validation.reference_numpy import reference_loss_and_grads
-    rows = []
-    for name, cfg in task_topologies(quick).items():
-        if only is not None and name not in only:
-            continue
-        net, x, labels, state = reference_problem(name, cfg, quick)
-        loss, grads, _, trace = net.loss_and_grad(x, labels, state)
-        ref_state = {k: v for k, v in state.items()}
-        rloss, rgrads = reference_loss_and_grads(cfg, net.params, x, labels, ref_state)
-        fr = [r for r in trace.firing_rates() if r is not None]
-        e = abs(loss - rloss) / abs(rloss)
-        rows.append(("ref", name, "loss", e, e <= tol))
-        out(f"  {'ok ' if e <= tol else 'BAD'}  ref  {name:46s} {'loss':16s} {e:9.2e}  "
-            f"(firing rates {', '.join(f'{r:.3f}' for r in fr)})")
-        for k in grads:
-            rg = rgrads[k]
-            if not _trained(cfg, k):
-                rg = np.zeros_like(rg)
-            e = rel_err(grads[k], rg)
-            rows.append(("ref", name, k, e, e <= tol))
-            out(f"  {'ok ' if e <= tol else 'BAD'}  ref  {name:46s} {k:16s} {e:9.2e}")
-    return rows
-
-
-def _trained(cfg, name):
+def _status(cfg, name: str):
+    """'frozen' for a time constant that is not trained, 'zero' for the tau_adp of a LIF layer
+    (beta = 0: it has no effect), else None."""
     lname, kind = name.rsplit(".", 1)
-    layer = next(l for l in cfg.layers if l.name == lname)
-    return not ((kind == "tau_m" and not layer.train_tau_m)
-                or (kind == "tau_adp" and not layer.train_tau_adp))
+    layer = next(layer for layer in cfg.layers if layer.name == lname)
+    if (kind == "tau_m" and not layer.train_tau_m) or (kind == "tau_adp" and not
+                                                        layer.train_tau_adp):
+        return "frozen"
+    if kind == "tau_adp" and layer.beta == 0:
+        return "zero"
+    return None
+
+
+def _not_checked(report, kind, case, name, status, g):
+    """Rows for frozen and structurally zero gradients: they must be exactly zero."""
+    ok = not np.any(g)
+    report.add(kind, case, name, None, ok, "gradient exactly 0" if ok else "gradient NOT zero",
+               status=status if ok else "BAD")
+
+
+def compare_fd(report, kind, case, cfg, loss_fn, params, grads, loss_value, sample, rng):
+    """Finite differences of ``loss_fn`` against ``grads`` for every tensor of ``params``."""
+    for name, g in grads.items():
+        status = _status(cfg, name)
+        if status:
+            _not_checked(report, kind, case, name, status, g)
+            continue
+        v = params[name]
+        idx = choose_elements(g, sample if sample else g.size, rng)
+        fd = fd_elements(loss_fn, v, idx)
+        got = np.array([g[i] for i in idx])
+        floor_abs = FD_FLOOR * abs(loss_value)
+        scale = float(np.max(np.abs(g)))
+        e = elementwise_error(got, fd, 0.0, FD_FLOOR * scale + floor_abs, idx, g.size)
+        report.add(kind, case, name, e.err, e.err <= FD_TOL, e.describe(), FD_TOL)
+        if len(idx) < g.size:       # and the whole tensor along one random direction
+            d = rng.choice([-1.0, 1.0], size=g.shape)
+            want = fd_direction(loss_fn, v, d)
+            got_d = float(np.sum(g * d))
+            a = FD_FLOOR * float(np.sum(np.abs(g))) + floor_abs
+            err = abs(got_d - want) / (abs(want) + a)
+            report.add(kind, case, name + " (dir)", err, err <= FD_TOL,
+                       f"{got_d:.6e} vs {want:.6e} along a random +-1 direction", FD_TOL)
+
+
+def compare_reference(report, kind, case, cfg, grads, ref_grads, loss, ref_loss):
+    e = abs(loss - ref_loss) / abs(ref_loss)
+    report.add(kind, case, "loss", e, e <= REF_TOL, f"{loss:.12e} vs {ref_loss:.12e}", REF_TOL)
+    for name, g in grads.items():
+        status = _status(cfg, name)
+        if status:
+            _not_checked(report, kind, case, name, status, g)
+            continue
+        e = elementwise_error(g, ref_grads[name], REF_FLOOR)
+        report.add(kind, case, name, e.err, e.err <= REF_TOL, e.describe(), REF_TOL)
+
+
+def _layer_names(cfg):
+    return [layer.name for layer in cfg.layers]
+
+
+def check_fd(report, quick=False, only=None):
+    for i, (case, c) in enumerate(fd_cases(quick).items()):
+        if only is not None and case not in only:
+            continue
+        p = fd_problem(c, seed=len(case))
+        loss, grads, _, trace = p.net.loss_and_grad(p.x, p.labels, p.state)
+        report.activity("fd", case, _layer_names(c.config), trace.firing_rates())
+
+        def loss_fn(p=p):
+            return p.net.loss(p.net.forward(p.x, p.state), p.labels).loss
+        compare_fd(report, "fd", case, c.config, loss_fn, p.net.params, grads, loss,
+                   SAMPLE[quick] if c.wide else 0, np.random.default_rng(i))
+
+
+def check_reference(report, quick=False, only=None):
+    from validation.reference_numpy import reference_loss_and_grads
+    for case, cfg in reference_cases().items():
+        if only is not None and case not in only:
+            continue
+        p = reference_problem(case, cfg, quick)
+        loss, grads, _, trace = p.net.loss_and_grad(p.x, p.labels, p.state)
+        report.activity("ref", case, _layer_names(cfg), trace.firing_rates())
+        rloss, rgrads = reference_loss_and_grads(cfg, p.net.params, p.x, p.labels, p.state)
+        compare_reference(report, "ref", case, cfg, grads, rgrads, loss, rloss)
+
+
+def check_tbptt_fd(report, quick=False, only=None):
+    from spikesim.network import Network
+    cases = tbptt_check.tbptt_cases(SurrogateConfig("smooth", k=1.5))
+    if quick:
+        cases = dict(list(cases.items())[:1])
+    for i, (case, c) in enumerate(cases.items()):
+        if only is not None and case not in only:
+            continue
+        net, x, labels, state = tbptt_check.problem(c)
+        chunks = tbptt_check.run_recorded(net, x, labels, state, c.chunk)
+        for ch in chunks:
+            if ch.grads is None:
+                continue
+            name = f"{case} [{ch.t0}:{ch.t0 + ch.x.shape[1]}]"
+            report.activity("tbptt-fd", name, _layer_names(c.config), ch.rates)
+            cnet = Network(c.config, params={k: v.copy() for k, v in ch.params.items()},
+                           dtype=np.float64)
+            compare_fd(report, "tbptt-fd", name, c.config, tbptt_check.chunk_loss(cnet, ch),
+                       cnet.params, ch.grads, ch.loss, SAMPLE[quick],
+                       np.random.default_rng(100 + i))
+
+
+def check_tbptt_reference(report, quick=False, only=None, step=None):
+    """``step``: the truncated step to check (default the trainer's ``train_step``)."""
+    for case, c in tbptt_check.tbptt_cases().items():
+        if only is not None and case not in only:
+            continue
+        net, x, labels, state = tbptt_check.problem(c)
+        kw = {} if step is None else {"step": step}
+        chunks = tbptt_check.run_recorded(net, x, labels, state, c.chunk, **kw)
+        for ch, rloss, rgrads in tbptt_check.reference_chain(c.config, chunks, state):
+            name = f"{case} [{ch.t0}:{ch.t0 + ch.x.shape[1]}]"
+            report.activity("tbptt-ref", name, _layer_names(c.config), ch.rates)
+            compare_reference(report, "tbptt-ref", name, c.config, ch.grads, rgrads, ch.loss,
+                              rloss)
+
+
+def run_all(quick=False, out=print, only=None) -> Report:
+    report = Report(out)
+    with compute_threads():
+        out("surrogate functions: kernel derivative vs finite differences of the integral "
+            f"(tolerance {surrogate_check.FD_TOL:g}) and vs the reference's formula "
+            f"({surrogate_check.REF_TOL:g}):")
+        surrogate_check.check(report)
+        out(f"finite differences, float64, smooth mode (element-wise tolerance {FD_TOL:g}):")
+        check_fd(report, quick, only)
+        out("truncated BPTT, each chunk with its carried-in state fixed, finite differences:")
+        check_tbptt_fd(report, quick, only)
+        out("Numba kernels vs plain-NumPy reference, float64, surrogate mode (element-wise "
+            f"tolerance {REF_TOL:g}):")
+        check_reference(report, quick, only)
+        out("truncated BPTT, the whole step vs the reference carrying its own state:")
+        check_tbptt_reference(report, quick, only)
+    return report
 
 
 def run(args) -> int:
-    print(f"finite differences, float64, smooth mode (tolerance {args.tol:g}):")
-    with compute_threads():
-        rows = check_fd(args.quick, args.tol)
-        print("Numba kernels vs plain-NumPy reference, float64, surrogate mode "
-              f"(tolerance {REF_TOL:g}):")
-        rows += check_reference(args.quick)
-    bad = [r for r in rows if not r[4]]
-    print(f"{len(rows) - len(bad)} passed, {len(bad)} failed")
-    return 1 if bad else 0
+    t0 = time.perf_counter()
+    report = run_all(args.quick, only=getattr(args, "only", None))
+    print(report.summary())
+    print(f"{len(report.rows)} checks in {time.perf_counter() - t0:.1f} s"
+          f"{' (--quick)' if args.quick else ''}")
+    return 1 if report.failed else 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--tol", type=float, default=1e-5)
+    p.add_argument("--quick", action="store_true", help="fewer cases and sampled elements")
+    p.add_argument("--only", nargs="+", default=None, metavar="CASE",
+                   help="run only the cases of these names (surrogate functions always run)")
     return run(p.parse_args(argv))
 
 

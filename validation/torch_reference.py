@@ -305,12 +305,13 @@ def rel_err(a, b) -> float:
 
 
 def check_cases() -> dict:
-    """name -> config: the task topologies of ``validation.gradcheck`` at reduced width, plus
-    the SHD topology with each remaining surrogate (gaussian, linear, slayer, smooth)."""
+    """name -> config: the reference cases of ``validation.gradcheck_cases`` (the task
+    networks at reduced width, a wide one, every surrogate in every layer kind), plus the SHD
+    topology with each remaining surrogate (gaussian, linear, slayer, smooth)."""
     import dataclasses
 
-    from validation.gradcheck import task_topologies
-    cases = dict(task_topologies())
+    from validation.gradcheck_cases import reference_cases
+    cases = dict(reference_cases())
     base = cases["shd"]
     for sname in ("gaussian", "linear", "slayer", "smooth"):
         sur = SurrogateConfig(sname, k=1.5) if sname == "smooth" else SurrogateConfig(sname)
