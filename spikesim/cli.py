@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 TASKS = {"ecg": "spikesim.tasks.ecg", "smnist": "spikesim.tasks.smnist",
-         "psmnist": "spikesim.tasks.smnist"}
+         "psmnist": "spikesim.tasks.smnist", "shd": "spikesim.tasks.shd"}
 
 
 def _task_module(name):

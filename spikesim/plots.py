@@ -1,5 +1,5 @@
-"""Figures for training runs: learning curves, tau histograms, spike rasters, and an ECG
-sequence figure.
+"""Figures for training runs: learning curves, tau histograms, spike rasters, an ECG
+sequence figure, a confusion matrix and an input-and-hidden raster figure.
 
 matplotlib is optional: it is imported inside the functions; when it is missing a warning is
 given once and the figure is skipped (the functions then return None). Figures are drawn on
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["learning_curves", "tau_histograms", "raster", "sequence_figure", "have_matplotlib"]
+__all__ = ["learning_curves", "tau_histograms", "raster", "sequence_figure", "confusion_figure",
+           "raster_figure", "have_matplotlib"]
 
 _WARNED = False
 
@@ -153,4 +154,50 @@ def sequence_figure(x, hidden_spikes, out_mem, labels, pred, path, class_names=N
     a.legend(fontsize=7, loc="upper right")
     acc = float((labels == pred).mean()) if len(labels) else float("nan")
     a.set_title(f"class per step (agreement {acc:.3f})")
+    return _save(fig, path)
+
+
+def confusion_figure(cm, path, class_names=None, title: str = "confusion matrix"):
+    """The confusion matrix ``cm`` (true class per row, predicted per column), each row
+    normalised to the fraction of its samples, with the counts written in the cells."""
+    if not have_matplotlib():
+        return None
+    cm = np.asarray(cm)
+    K = cm.shape[0]
+    names = list(class_names) if class_names is not None else [str(k) for k in range(K)]
+    frac = cm / np.maximum(1, cm.sum(1, keepdims=True))
+    fig, ax = _figure(1, 1, figsize=(1.0 + 0.42 * K, 0.8 + 0.38 * K))
+    a = ax[0, 0]
+    a.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(K):
+        for j in range(K):
+            if cm[i, j]:
+                a.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=6,
+                       color="white" if frac[i, j] > 0.5 else "black")
+    a.set_xticks(range(K))
+    a.set_xticklabels(names, rotation=90, fontsize=7)
+    a.set_yticks(range(K))
+    a.set_yticklabels(names, fontsize=7)
+    a.set_xlabel("predicted")
+    a.set_ylabel("true")
+    acc = np.trace(cm) / max(1, cm.sum())
+    a.set_title(f"{title} (accuracy {acc:.3f})")
+    return _save(fig, path)
+
+
+def raster_figure(x, layer_spikes: dict, path, title: str = ""):
+    """One sample: the input raster x (T, C) beside the raster of each layer in
+    ``layer_spikes`` (name -> (T, N))."""
+    if not have_matplotlib():
+        return None
+    n = 1 + len(layer_spikes)
+    fig, ax = _figure(1, n, figsize=(4.2 * n, 4.2))
+    raster(ax[0, 0], x, "input")
+    ax[0, 0].set_ylabel("channel")
+    for a, (name, s) in zip(ax[0, 1:], layer_spikes.items()):
+        raster(a, s, f"{name} ({np.asarray(s).shape[1]} neurons)")
+    for a in ax[0]:
+        a.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
