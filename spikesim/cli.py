@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 TASKS = {"ecg": "spikesim.tasks.ecg", "smnist": "spikesim.tasks.smnist",
-         "psmnist": "spikesim.tasks.smnist", "shd": "spikesim.tasks.shd"}
+         "psmnist": "spikesim.tasks.smnist", "shd": "spikesim.tasks.shd",
+         "ssc": "spikesim.tasks.shd"}
 
 
 def _task_module(name):

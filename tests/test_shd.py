@@ -111,6 +111,13 @@ def test_dataset_equals_the_official_loop_on_real_layout_files():
     again = SHDDataset(ev, "official", np.float32, reuse=True)
     for idx in ([0, 1, 2], [3, 4, 5], [9], [9]):
         np.testing.assert_array_equal(again.get(idx)[0], ds.get(idx)[0])   # refilled buffer
+    import spikesim.data.shd as shd_data
+    chunked = pytest.MonkeyPatch.context()
+    with chunked as m:                      # binned in many chunks: the same cells
+        m.setattr(shd_data, "_CHUNK", 1000)
+        small = SHDDataset(ev, "official", np.float32)
+    np.testing.assert_array_equal(small._cells, ds._cells)
+    np.testing.assert_array_equal(small._offsets, ds._offsets)
     sub = ds.subset([5, 6])
     np.testing.assert_array_equal(sub.get([1])[0], ds.get([6])[0])
     assert sub.speakers.tolist() == ev.speakers[[5, 6]].tolist()
@@ -293,3 +300,20 @@ PINNED_LOGITS = [
      33.39569204770134, 13.280753831058979, 20.75780550428611, 4.289117009980859]]
 PINNED_LOSS = 22.830183232045215
 PINNED_RATES = [0.136125, 0.041671875]
+
+
+def test_ssc_files_train_with_35_classes(tmp_path):
+    """SSC has the SHD layout with 35 classes: ``train ssc`` reads ssc_*.h5 and sizes the
+    output layer from the files."""
+    rng = np.random.default_rng(1)
+    keys = [f"w{i}" for i in range(35)]
+    for split, n in (("train", 40), ("test", 10)):
+        times = [np.sort(rng.random(30)) for _ in range(n)]
+        units = [rng.integers(1, 700, 30) for _ in range(n)]
+        write_shd(tmp_path / f"ssc_{split}.h5", times, units, rng.integers(0, 35, n),
+                  rng.integers(0, 5, n), keys)
+    out = tmp_path / "run"
+    assert main(["train", "ssc", "--data-dir", str(tmp_path), "--out",
+                 str(out), "--epochs", "1", "--hidden", "6,5", "--quiet", "--no-plots"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "ssc" and res["config"]["network"]["layers"][-1]["size"] == 35

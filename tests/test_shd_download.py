@@ -348,3 +348,17 @@ def test_fetch_sha256_positional_truncated(server, data_dir):
     with pytest.raises(DataError, match="connection ended after"):
         dl.fetch(url, dest, dl.sha256_file(src), 5)
     assert _listing(data_dir) == []
+
+
+def test_train_command_downloads_missing_files(server, data_dir, monkeypatch, tmp_path):
+    """``spikesim train shd --download`` fetches what --data-dir lacks (from the server named
+    by $SPIKESIM_SHD_URL) and trains on it."""
+    from spikesim.cli import main
+    monkeypatch.setenv(shd.URL_ENV_VAR, server.url)
+    out = tmp_path / "run"
+    rc = main(["train", "shd", "--data-dir", str(data_dir), "--out", str(out), "--download",
+               "--epochs", "1", "--hidden", "4,4", "--batch-size", "4", "--val-speakers", "1",
+               "--quiet", "--no-plots"])
+    assert rc == 0
+    assert sorted(p.name for p in data_dir.iterdir()) == ["shd_test.h5", "shd_train.h5"]
+    assert (out / "results.json").exists()

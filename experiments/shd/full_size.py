@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         ev = load_events(path)
         rec["read_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        ds = TimedDataset(SHDDataset(ev, "official", np.float32))
+        ds = TimedDataset(SHDDataset(ev, "official", np.float32, reuse=True))
         rec["bin_s"] = time.perf_counter() - t
     net = Network(network_config(), seed=0, dtype=np.float32)
     trainer = Trainer(net, train_config(epochs=1), ds, None, progress=False)

@@ -37,6 +37,7 @@ __all__ = ["Binning", "BINNINGS", "Augment", "SpikeEvents", "load_events", "find
            "SHDDataset", "bin_events", "N_UNITS"]
 
 N_UNITS = 700
+_CHUNK = 1 << 22        # events binned at a time
 SUFFIXES = (".h5", ".h5.gz", ".h5.zip")
 
 
@@ -269,11 +270,21 @@ class SHDDataset:
         self.index = (np.arange(len(events)) if index is None
                       else np.asarray(index, dtype=np.int64))
         b = self.binning
-        bins, ch, keep = bin_events(events.times, events.units, b)
-        cells = (bins * b.n_channels + ch).astype(np.int32)
-        kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+        n_ev = len(events.times)
+        cells = np.empty(n_ev, np.int32)
+        keep = np.empty(n_ev, bool)
+        for lo in range(0, n_ev, _CHUNK):       # in chunks: int64 temporaries stay small
+            hi = min(n_ev, lo + _CHUNK)
+            bins, ch, keep[lo:hi] = bin_events(events.times[lo:hi], events.units[lo:hi], b)
+            cells[lo:hi] = bins * b.n_channels + ch
+        lengths = np.diff(events.offsets)
+        kept = np.zeros(len(events), np.int64)          # kept spikes per sample
+        full = lengths > 0
+        if n_ev:
+            kept[full] = np.add.reduceat(keep, events.offsets[:-1][full], dtype=np.int64)
         self._cells = cells[keep]
-        self._offsets = kept_before[events.offsets]        # sample i: _cells[o[i]:o[i + 1]]
+        self._offsets = np.zeros(len(events) + 1, np.int64)   # sample i: _cells[o[i]:o[i+1]]
+        np.cumsum(kept, out=self._offsets[1:])
         self.labels = events.labels[self.index]
         self.speakers = None if events.speakers is None else events.speakers[self.index]
 

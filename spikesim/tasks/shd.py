@@ -124,12 +124,13 @@ def load_model(path, dtype=np.float64):
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
-def add_data_args(parser, train: bool):
+def add_data_args(parser, train: bool, dataset: str = "shd"):
     parser.add_argument("--data-dir", default=None,
                         help="folder with <dataset>_train.h5 / _test.h5 (.h5, .h5.gz or "
                              ".h5.zip); default $SPIKESIM_DATA or ~/.cache/spikesim")
-    parser.add_argument("--dataset", choices=DATASETS, default="shd",
-                        help="file prefix: shd (20 classes) or ssc (35 classes)")
+    parser.add_argument("--dataset", choices=DATASETS, default=dataset,
+                        help="file prefix: shd (20 classes) or ssc (35 classes); default: the "
+                             "task's name")
     parser.add_argument("--download", action="store_true",
                         help="fetch missing files from the data set's server (checksums from "
                              "its published list)")
@@ -251,7 +252,7 @@ def format_report(res: dict, keys=None) -> str:
 def add_eval_args(parser: argparse.ArgumentParser, name: str = "shd"):
     parser.add_argument("--checkpoint", required=True,
                         help="official shd_nmi_90.7.pth or a spikesim checkpoint (.ckpt)")
-    add_data_args(parser, train=False)
+    add_data_args(parser, train=False, dataset=name if name in DATASETS else "shd")
     parser.add_argument("--split", default="test", help="file <dataset>_<split>.h5 (test)")
     parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
                         help="zeros: u = s = 0, b = b_j0 (deterministic); random-nmi: "
@@ -322,7 +323,7 @@ class TimedDataset:
 
 
 def add_train_args(parser: argparse.ArgumentParser, name: str = "shd"):
-    add_data_args(parser, train=True)
+    add_data_args(parser, train=True, dataset=name if name in DATASETS else "shd")
     parser.add_argument("--out", required=True, help="folder for checkpoints, results and plots")
     parser.add_argument("--epochs", type=int, default=30,
                         help="StepLR halves the lr every 10 epochs")
