@@ -95,8 +95,9 @@ def main(argv=None) -> int:
               f"{r['seen_speakers'] * 100:.2f} %  unseen {r['unseen_speakers'] * 100:.2f} %  "
               f"(L2 {r['l2']:g} chosen on held-out speakers)")
     if args.json:
+        from spikesim.train import manifest
         with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+            json.dump({**out, "manifest": manifest.collect()}, f, indent=1)
     return 0
 
 

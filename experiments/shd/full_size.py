@@ -87,7 +87,9 @@ def main(argv=None) -> int:
     for k, v in rec.items():
         print(f"{k:28s} {v:.3f}" if isinstance(v, float) else f"{k:28s} {v}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rec, indent=1))
+        from spikesim.train import manifest
+        Path(args.json).write_text(json.dumps({**rec, "manifest": manifest.collect()},
+                                              indent=1))
     return 0
 
 
