@@ -1,8 +1,8 @@
 """The task networks of docs/model.md section 5, with the official initialisations, in one
 place.
 
-The task modules (``spikesim.tasks.ecg``, ``spikesim.tasks.smnist``) import their networks from
-here; SHD has no task module yet (its data are not shipped here). ``PRESETS`` names them all.
+The task modules (``spikesim.tasks.ecg``, ``spikesim.tasks.smnist``, ``spikesim.tasks.shd``)
+import their networks from here. ``PRESETS`` names them all.
 """
 from __future__ import annotations
 
