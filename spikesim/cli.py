@@ -1,7 +1,7 @@
-"""The ``spikesim`` command: demo | gradcheck | bench | train TASK | eval TASK.
+"""The ``spikesim`` command: demo | gradcheck | bench | train TASK | eval TASK | energy TASK.
 
-Each task module (``spikesim.tasks.<name>``) provides ``add_train_args(parser)``,
-``run_train(args)``, ``add_eval_args(parser)`` and ``run_eval(args)``.
+Each task module (``spikesim.tasks.<name>``) provides ``add_<verb>_args(parser, name)`` and
+``run_<verb>(args)`` for the verbs train, eval and energy.
 """
 from __future__ import annotations
 
@@ -80,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip PyTorch even where it is installed")
     b.set_defaults(func=lambda a: importlib.import_module("validation.bench").run(a))
 
-    for verb in ("train", "eval"):
-        v = sub.add_parser(verb, help=f"{verb} a task ({', '.join(TASKS)})")
+    helps = {"train": "train a task", "eval": "evaluate a checkpoint on a task's data",
+             "energy": "count operations and energy of a checkpoint on a task's data, against "
+                       "dense RNN/GRU/LSTM equivalents"}
+    for verb in ("train", "eval", "energy"):
+        v = sub.add_parser(verb, help=f"{helps[verb]} ({', '.join(TASKS)})")
         vs = v.add_subparsers(dest="task", required=True)
         for name in TASKS:
             tp = vs.add_parser(name)

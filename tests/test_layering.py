@@ -15,7 +15,7 @@ LAYERS = {
     "spikesim.model": 1, "spikesim.data": 1, "spikesim.io": 1, "spikesim.metrics": 1,
     "spikesim.backends": 2,
     "spikesim.network": 3,
-    "spikesim.train": 4, "spikesim.plots": 4,
+    "spikesim.train": 4, "spikesim.plots": 4, "spikesim.energy": 4,
     "spikesim.tasks": 5,
     "validation": 6,
     "spikesim.cli": 7,

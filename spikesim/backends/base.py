@@ -35,6 +35,19 @@ class LossResult:
         return self.correct / max(1, self.count)
 
 
+@dataclass
+class Activity:
+    """What one layer received and emitted in a forward pass, per step t and sample b (counted
+    from the backend's own sparse lists, as the kernels used them): ``inputs`` (T, B) non-zero
+    inputs, ``input_sum`` (T, B) their sum, ``binary`` whether every non-zero input was 1;
+    ``spikes`` (T + 1, B) spikes of the layer's own slots (slot 0: the initial state's, read by
+    the recurrence at step 0; slot t + 1: step t's), None for a non-spiking layer."""
+    inputs: np.ndarray
+    input_sum: np.ndarray
+    binary: bool
+    spikes: np.ndarray | None
+
+
 class Backend(ABC):
     """Forward, backward and loss of a configured layer chain on one kind of hardware.
 
@@ -50,8 +63,8 @@ class Backend(ABC):
     @abstractmethod
     def forward(self, cfg, params: dict, consts: list, x: np.ndarray, state: dict):
         """Run every layer over the sequence; returns the backend's trace, which has at least
-        ``output_mem`` (T, B, C), ``output_spikes`` (T, B, C) or None, ``final_state(cfg)``
-        and ``firing_rates()``."""
+        ``output_mem`` (T, B, C), ``output_spikes`` (T, B, C) or None, ``final_state(cfg)``,
+        ``firing_rates()`` and ``activity()`` (see ``Activity``)."""
 
     @abstractmethod
     def backward(self, cfg, params: dict, consts: list, trace, g_out: np.ndarray) -> dict:

@@ -512,3 +512,38 @@ def _train_plots(out: Path, history, params0, net: Network, test, pred, index: i
     plots.sequence_figure(test.x[index], tr.layers[0].s[:, 0], tr.layers[-1].u[:, 0],
                           test.labels[index], pred[index], out / "sequence.png",
                           class_names=CLASS_NAMES)
+
+
+# ----------------------------------------------------------------------------------------------
+# Operation and energy counts
+# ----------------------------------------------------------------------------------------------
+def add_energy_args(parser: argparse.ArgumentParser, name: str = "ecg"):
+    from ..energy import report
+    _add_download_arg(parser)
+    parser.add_argument("--checkpoint", required=True,
+                        help="official ECG state_dict (.pth) or a spikesim checkpoint (.ckpt)")
+    parser.add_argument("--data-dir", default=None, help="folder with QTDB_test.mat")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--b-j0", type=float, default=None,
+                        help="baseline threshold b_j0 (default: nmi 0.1, icons 0.01, spikesim: "
+                             "stored)")
+    parser.add_argument("--variant", choices=("auto",) + VARIANTS, default="auto")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    report.add_args(parser)
+
+
+def run_energy(args) -> int:
+    from ..data.qtdb import load_qtdb
+    from ..energy import report
+    dtype = np.dtype(args.dtype)
+    try:
+        net, info = load_network(args.checkpoint, args.variant, args.b_j0, dtype)
+    except CheckpointError as e:
+        print(f"spikesim: error: {e}", file=sys.stderr)
+        return 2
+    data = load_qtdb(args.data_dir, args.split, unlabelled="class0", dtype=dtype,
+                     download=args.download)
+    return report.run(net, ArrayDataset(data.x, data.labels), args, f"ecg ({args.checkpoint})",
+                      info={"task": "ecg", "checkpoint": str(args.checkpoint),
+                            "split": args.split, "dtype": str(dtype), "init_state": "zeros",
+                            **info})

@@ -441,3 +441,32 @@ def run_train(args) -> int:
 
 def _pct(v):
     return "-" if v is None else f"{v * 100:.2f} %"
+
+
+# ----------------------------------------------------------------------------------------------
+# Operation and energy counts
+# ----------------------------------------------------------------------------------------------
+def add_energy_args(parser: argparse.ArgumentParser, name: str = "shd"):
+    from ..energy import report
+    parser.add_argument("--checkpoint", required=True,
+                        help="official shd_nmi_90.7.pth or a spikesim checkpoint (.ckpt)")
+    add_data_args(parser, train=False, dataset=name if name in DATASETS else "shd")
+    parser.add_argument("--split", default="test", help="file <dataset>_<split>.h5 (test)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float32")
+    report.add_args(parser)
+
+
+def run_energy(args) -> int:
+    from ..energy import report
+    try:
+        net, meta = load_model(args.checkpoint, np.dtype(args.dtype))
+        binning = (Binning(**meta["binning"]) if isinstance(meta.get("binning"), dict)
+                   else binning_from_args(args))
+        events = load_events(data_file(args, args.split), n_units=binning.n_units)
+    except (CheckpointError, DataError) as e:
+        print(f"spikesim: error: {e}", file=sys.stderr)
+        return 2
+    ds = SHDDataset(events, binning, net.dtype)
+    return report.run(net, ds, args, f"{args.dataset} ({args.checkpoint})",
+                      info={"task": args.dataset, "checkpoint": str(args.checkpoint),
+                            "data": events.path, "dtype": args.dtype, "init_state": "zeros"})

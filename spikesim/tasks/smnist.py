@@ -525,3 +525,41 @@ def _plots(out: Path, history, params_before, params_after, ps):
         fig.tight_layout()
         fig.savefig(out / "raster.png", dpi=100)
         plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Operation and energy counts
+# ----------------------------------------------------------------------------------------------
+def add_energy_args(parser, name="smnist"):
+    from ..energy import report
+    parser.add_argument("--checkpoint", required=True,
+                        help="official .pth (whole pickled model) or a spikesim checkpoint")
+    parser.add_argument("--data-dir", default=None, help="folder with the MNIST test IDX files")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--batch-size", type=int, default=250)
+    if name == "psmnist":
+        parser.add_argument("--perm-seed", type=int, default=None,
+                            help="permutation seed when the checkpoint stores none")
+    report.add_args(parser)
+
+
+def run_energy(args) -> int:
+    from ..energy import report
+    net, meta = load_model(args.checkpoint, dtype=np.dtype(args.dtype))
+    note = None
+    if getattr(args, "task", "smnist") == "psmnist" and meta.get("perm") is None:
+        if getattr(args, "perm_seed", None) is not None:
+            meta["perm"] = permutation(args.perm_seed).tolist()
+        else:
+            note = ("the checkpoint stores no permutation (official PS-MNIST: it is lost); "
+                    "counted on unpermuted images")
+            print(f"warning: {note}")
+    images, labels = _mnist(args.data_dir, "test", args.limit)
+    ds = dataset_from_meta(images, labels, meta, net.dtype)
+    if meta.get("steps"):
+        ds = _Crop(ds, int(meta["steps"]))
+    return report.run(net, ds, args, f"{args.task} ({args.checkpoint})",
+                      batch_size=args.batch_size,
+                      info={"task": args.task, "checkpoint": str(args.checkpoint),
+                            "dtype": args.dtype, "init_state": "zeros", "note": note,
+                            "window": meta.get("window"), "scale": meta.get("scale")})

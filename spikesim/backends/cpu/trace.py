@@ -100,6 +100,43 @@ class Trace:
             out[layer.name] = (u, s, b)
         return out
 
+    def activity(self) -> list:
+        """Per layer, a ``base.Activity``: the entries of its input and spike lists, per row."""
+        from ..base import Activity
+        out = []
+        for tr in self.layers:
+            S, B, _ = tr.u_full.shape
+            T = S - 1
+            vals, n = _row_entries(tr.x_lists, T * B)
+            spikes = None
+            if tr.spiking:
+                spikes = _row_sums(*_row_entries(tr.s_lists, S * B)).reshape(S, B)
+            out.append(Activity(n.reshape(T, B), _row_sums(vals, n).reshape(T, B),
+                                bool(np.all(vals == 1)), spikes))
+        return out
+
     def firing_rates(self) -> list:
         """Mean spikes per neuron per step of each spiking layer (None for the integrator)."""
         return [tr.spike_sums() / tr.u.size if tr.spiking else None for tr in self.layers]
+
+
+
+def _row_entries(lists, rows: int):
+    """(values of the entries of rows 0..rows-1, in row order; the number of entries of each
+    row). Only the rows' own entries are read: the rest of the list arrays is not initialised."""
+    p0, p1 = lists.p0[:rows], lists.p1[:rows]
+    n = (p1 - p0).astype(np.int64)
+    total = int(n.sum())
+    first = np.concatenate(([0], np.cumsum(n)[:-1]))
+    idx = np.repeat(p0 - first, n) + np.arange(total)
+    return lists.val[idx], n
+
+
+def _row_sums(vals, n) -> np.ndarray:
+    """The sum of each row's entries (float64), from ``_row_entries``."""
+    out = np.zeros(len(n))
+    full = n > 0
+    if full.any():
+        starts = np.concatenate(([0], np.cumsum(n)[:-1]))[full]
+        out[full] = np.add.reduceat(vals.astype(np.float64), starts)
+    return out
