@@ -12,16 +12,23 @@ import sys
 import time
 from pathlib import Path
 
-TASKS = {"ecg": "spikesim.tasks.ecg", "smnist": "spikesim.tasks.smnist",
-         "psmnist": "spikesim.tasks.smnist", "shd": "spikesim.tasks.shd",
-         "ssc": "spikesim.tasks.shd"}
+from .tasks import TASKS, task_module
 
 
 def _task_module(name):
     try:
-        return importlib.import_module(TASKS[name])
+        return task_module(name)
     except ModuleNotFoundError as e:      # a task not built yet in this checkout
         raise SystemExit(f"spikesim: task {name!r} is not available ({e})") from e
+
+
+def _has_verb(name, verb) -> bool:
+    """Whether task ``name`` provides the verb (a task that cannot be imported is listed, and
+    says why when it is used)."""
+    try:
+        return hasattr(_task_module(name), f"run_{verb}")
+    except SystemExit:
+        return True
 
 
 def cmd_demo(args) -> int:
@@ -80,13 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip PyTorch even where it is installed")
     b.set_defaults(func=lambda a: importlib.import_module("validation.bench").run(a))
 
+    sw = sub.add_parser("sweep", help="many train runs (seeds, a grid, or an Optuna search) "
+                                      "on Dask: a local cluster or --scheduler")
+    importlib.import_module("spikesim.sweep.command").add_args(sw)
+    sw.set_defaults(func=lambda a: importlib.import_module("spikesim.sweep.command").run(a))
+
     helps = {"train": "train a task", "eval": "evaluate a checkpoint on a task's data",
              "energy": "count operations and energy of a checkpoint on a task's data, against "
                        "dense RNN/GRU/LSTM equivalents"}
     for verb in ("train", "eval", "energy"):
-        v = sub.add_parser(verb, help=f"{helps[verb]} ({', '.join(TASKS)})")
+        names = [n for n in TASKS if _has_verb(n, verb)]
+        v = sub.add_parser(verb, help=f"{helps[verb]} ({', '.join(names)})")
         vs = v.add_subparsers(dest="task", required=True)
-        for name in TASKS:
+        for name in names:
             tp = vs.add_parser(name)
             tp.set_defaults(task=name)
             tp.set_defaults(func=(lambda a, verb=verb:

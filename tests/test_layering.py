@@ -17,7 +17,7 @@ LAYERS = {
     "spikesim.network": 3,
     "spikesim.train": 4, "spikesim.plots": 4, "spikesim.energy": 4,
     "spikesim.tasks": 5,
-    "validation": 6,
+    "validation": 6, "spikesim.sweep": 6,
     "spikesim.cli": 7,
 }
 

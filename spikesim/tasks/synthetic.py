@@ -28,3 +28,59 @@ def datasets(n_train: int = 1024, n_test: int = 512, seed: int = 0):
     tr = delayed_cue(n_train, seed=seed, **kw)
     te = delayed_cue(n_test, seed=seed + 1000, **kw)
     return ArrayDataset(*tr), ArrayDataset(*te)
+
+
+# ----------------------------------------------------------------------------------------------
+# spikesim train demo: the demo as an ordinary training run (sweeps and tests use it)
+# ----------------------------------------------------------------------------------------------
+def add_train_args(parser, name: str = "demo"):
+    parser.add_argument("--out", required=True, help="folder for checkpoints and results")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=48)
+    parser.add_argument("--n-train", type=int, default=1024,
+                        help="training sequences (a quarter more are drawn for validation)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out/last.ckpt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-plots", action="store_true", help="(the demo draws none)")
+
+
+def run_train(args) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from ..network import Network
+    from ..train.evaluate import evaluate
+    from ..train.trainer import Trainer
+    if args.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {args.lr}")
+    out = Path(args.out)
+    train, test = datasets(n_train=args.n_train, n_test=256, seed=args.seed)
+    n_val = max(1, args.n_train // 4)
+    from ..data.synthetic import delayed_cue
+    val = ArrayDataset(*delayed_cue(n_val, seed=args.seed + 2000, n_classes=N_CLASSES,
+                                    n_in=N_IN, T=T, read_from=READ_FROM))
+    cfg = network_config(args.hidden)
+    tcfg = train_config(epochs=args.epochs, seed=args.seed)
+    tcfg.lr, tcfg.batch_size = args.lr, args.batch_size
+    net = Network(cfg, seed=args.seed)
+    trainer = Trainer(net, tcfg, train, val, out_dir=out, progress=not args.quiet,
+                      meta={"task": "demo", "seed": args.seed})
+    if args.resume:
+        trainer.resume()
+    t0 = time.time()
+    history = trainer.fit()
+    res = evaluate(net, test, 256)
+    results = {"task": "demo", "test_accuracy": res["accuracy"],
+               "best_val_acc": float(trainer.best_val), "epochs": len(history),
+               "model_selection": "last epoch", "seed": args.seed, "lr": args.lr,
+               "batch_size": args.batch_size, "hidden": args.hidden,
+               "train_seconds": float(sum(h.get("seconds", 0.0) for h in history)),
+               "wall_seconds_this_run": time.time() - t0}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"spikesim train demo: test accuracy {res['accuracy'] * 100:.2f} %, best validation "
+          f"{trainer.best_val * 100:.2f} %, {len(history)} epochs")
+    return 0

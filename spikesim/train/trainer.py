@@ -25,7 +25,17 @@ from . import manifest
 from .evaluate import evaluate
 from .optim import Optimizer, make_schedule
 
-__all__ = ["TrainConfig", "ArrayDataset", "train_step", "evaluate", "Trainer"]
+__all__ = ["TrainConfig", "ArrayDataset", "train_step", "evaluate", "Trainer", "EPOCH_HOOKS",
+           "StopTraining"]
+
+#: functions called with each finished epoch's history record, after its checkpoints are
+#: written (a sweep reports validation accuracy to its search through this). A hook may raise
+#: ``StopTraining`` to end the run there.
+EPOCH_HOOKS: list = []
+
+
+class StopTraining(Exception):
+    """Raised by an epoch hook to stop a run early (the checkpoints of that epoch exist)."""
 
 
 @dataclass
@@ -272,6 +282,8 @@ class Trainer:
                     self._save("best.ckpt")
                 self._save("last.ckpt")
                 self._write_history()
+                for hook in EPOCH_HOOKS:
+                    hook(rec)           # may raise StopTraining (after the checkpoint)
         return self.history
 
     def _clamp(self):
