@@ -18,21 +18,10 @@ import os
 import time
 from pathlib import Path
 
-from .spec import SearchSpace, Trial
+from .spec import SearchSpace, Trial, journal_storage
 from .trial import read_status, run_trial
 
 SPEC_FILE = "sweep.json"
-
-
-def journal_storage(path):
-    import optuna
-    from optuna.storages import JournalStorage
-    try:
-        from optuna.storages.journal import JournalFileBackend
-    except ImportError:                         # optuna < 4
-        from optuna.storages import JournalFileStorage as JournalFileBackend
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def make_client(scheduler: str | None, workers: int | None):
@@ -44,7 +33,7 @@ def make_client(scheduler: str | None, workers: int | None):
     n = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                     else os.cpu_count() or 1)
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     return Client(cluster), cluster
 
 

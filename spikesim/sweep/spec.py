@@ -144,3 +144,16 @@ class SearchSpace:
             else:
                 out[k] = d.CategoricalDistribution(spec[1])
         return out
+
+
+def journal_storage(path):
+    """The Optuna storage of a search: a journal file (``study.log``) that the driver and the
+    workers share and that a resumed sweep reloads."""
+    import optuna
+    from optuna.storages import JournalStorage
+    try:
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:                         # optuna < 4
+        from optuna.storages import JournalFileStorage as JournalFileBackend
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return JournalStorage(JournalFileBackend(str(path)))

@@ -62,14 +62,15 @@ def markdown(rows: list, title: str) -> str:
              "never used to rank).", "",
              "| configuration | seeds | validation % mean +- std (min-max) | test % mean +- std "
              "(min-max) | test % per seed | wall s | not done |", "|---|---|---|---|---|---|---|"]
+    def cell(s):
+        if s["mean"] is None:
+            return "-"
+        return (f"{_pct(s)} +- {_pct(s, 'std')} ({_pct(s, 'min')}-{_pct(s, 'max')})")
     for r in rows:
-        v, t = r["val_acc"], r["test_acc"]
         per = ", ".join("-" if x is None else f"{x * 100:.2f}" for x in r["test_acc_per_seed"])
         nd = ", ".join(f"{k}: {s}" for k, s in r["not_done"].items()) or ""
-        lines.append(f"| {r['config']} | {len(r['seeds'])} | {_pct(v)} +- {_pct(v, 'std')} "
-                     f"({_pct(v, 'min')}-{_pct(v, 'max')}) | {_pct(t)} +- {_pct(t, 'std')} "
-                     f"({_pct(t, 'min')}-{_pct(t, 'max')}) | {per} | {r['wall_seconds']:.0f} | "
-                     f"{nd} |")
+        lines.append(f"| {r['config']} | {len(r['seeds'])} | {cell(r['val_acc'])} | "
+                     f"{cell(r['test_acc'])} | {per} | {r['wall_seconds']:.0f} | {nd} |")
     return "\n".join(lines) + "\n"
 
 

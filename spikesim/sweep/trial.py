@@ -98,7 +98,7 @@ def _pruning_hook(info: dict):
     import optuna
 
     from ..train.trainer import StopTraining
-    from .driver import journal_storage
+    from .spec import journal_storage
     study = optuna.load_study(study_name=info["study"],
                               storage=journal_storage(info["storage"]))
     ot = optuna.trial.Trial(study, info["trial_id"])
