@@ -20,7 +20,7 @@ from pathlib import Path
 
 from spikesim.errors import DataError
 
-__all__ = ["ALGORITHMS", "default_data_dir", "fetch", "file_digest", "sha256_file"]
+__all__ = ["ALGORITHMS", "default_data_dir", "discard", "fetch", "file_digest", "sha256_file"]
 
 #: Environment variable that overrides the default data folder.
 DATA_ENV_VAR = "SPIKESIM_DATA"
@@ -75,6 +75,15 @@ def _progress(total, desc):
     except ImportError:  # pragma: no cover - tqdm is optional
         return None
     return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False)
+
+
+def discard(path: Path) -> None:
+    """Remove the temporary file ``path`` if it is still there (after a failure, or when it
+    was not moved into place); a file that cannot be removed is left."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # pragma: no cover
+        pass
 
 
 def fetch(
@@ -143,9 +152,5 @@ def fetch(
             )
         os.replace(tmp, dest)
     finally:
-        if tmp.exists():
-            try:
-                tmp.unlink()
-            except OSError:  # pragma: no cover
-                pass
+        discard(tmp)
     return dest

@@ -30,7 +30,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from spikesim.data.download import fetch, file_digest
+from spikesim.data.download import discard, fetch, file_digest
 from spikesim.errors import DataError
 
 __all__ = [
@@ -177,11 +177,7 @@ def _gunzip(src: Path, dest: Path) -> None:
             ) from exc
         os.replace(tmp, dest)
     finally:
-        if tmp.exists():
-            try:
-                tmp.unlink()
-            except OSError:  # pragma: no cover
-                pass
+        discard(tmp)
 
 
 def download(

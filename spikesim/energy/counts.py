@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..network import Network
 from ..train.evaluate import evaluate
 
@@ -52,7 +50,6 @@ class LayerCounts:
     input_binary: bool = True   # every non-zero input was 1
     spikes: float = 0.0         # spikes emitted at steps 0..T-1
     rec_events: float = 0.0     # spikes read by the recurrence (previous step's)
-    per_step_spikes: np.ndarray | None = None   # (T,) summed over samples
 
     def ops(self, neuron_steps: float, dt: float = 1.0) -> dict:
         """Operations: ``ac``, ``mac``, ``mul``, ``add`` (totals over what was counted)."""
@@ -105,10 +102,7 @@ def count_network(net: Network, dataset, batch_size: int = 64, init_state: str =
             lc.input_events += float(act.inputs.sum())
             lc.input_binary &= act.binary
             if act.spikes is not None:
-                per_step = act.spikes[1:].sum(1)
-                lc.spikes += float(per_step.sum())
-                lc.per_step_spikes = (per_step if lc.per_step_spikes is None
-                                      else lc.per_step_spikes + per_step)
+                lc.spikes += float(act.spikes[1:].sum())
                 if layer.recurrent:
                     lc.rec_events += float(act.spikes[:-1].sum())
 

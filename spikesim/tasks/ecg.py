@@ -335,16 +335,27 @@ def add_eval_args(parser: argparse.ArgumentParser, name: str = "ecg"):
     parser.add_argument("--split", choices=("test", "train"), default="test")
 
 
-def run_eval(args) -> int:
+def _model_and_data(args):
+    """(net, info, data) of ``eval`` and ``energy``: the checkpoint and the ``--split`` set in
+    ``--dtype``, or None after printing why the checkpoint was refused."""
     from ..data.qtdb import load_qtdb
     dtype = np.dtype(args.dtype)
     try:
         net, info = load_network(args.checkpoint, args.variant, args.b_j0, dtype)
     except CheckpointError as e:
         print(f"spikesim: error: {e}", file=sys.stderr)
-        return 2
+        return None
     data = load_qtdb(args.data_dir, args.split, unlabelled="class0", dtype=dtype,
                      download=args.download)
+    return net, info, data
+
+
+def run_eval(args) -> int:
+    loaded = _model_and_data(args)
+    if loaded is None:
+        return 2
+    net, info, data = loaded
+    dtype = net.dtype
     t0 = time.time()
     res, pred = evaluate_network(net, data.x, data.labels, args.init_state, args.seeds,
                                  info["variant"], args.tolerance, args.boundary_match)
@@ -533,16 +544,12 @@ def add_energy_args(parser: argparse.ArgumentParser, name: str = "ecg"):
 
 
 def run_energy(args) -> int:
-    from ..data.qtdb import load_qtdb
     from ..energy import report
-    dtype = np.dtype(args.dtype)
-    try:
-        net, info = load_network(args.checkpoint, args.variant, args.b_j0, dtype)
-    except CheckpointError as e:
-        print(f"spikesim: error: {e}", file=sys.stderr)
+    loaded = _model_and_data(args)
+    if loaded is None:
         return 2
-    data = load_qtdb(args.data_dir, args.split, unlabelled="class0", dtype=dtype,
-                     download=args.download)
+    net, info, data = loaded
+    dtype = net.dtype
     return report.run(net, ArrayDataset(data.x, data.labels), args, f"ecg ({args.checkpoint})",
                       info={"task": "ecg", "checkpoint": str(args.checkpoint),
                             "split": args.split, "dtype": str(dtype), "init_state": "zeros",

@@ -107,24 +107,22 @@ def from_official(path, dtype=np.float64, b_j0: float | None = None):
 
 def load_model(path, dtype=np.float64):
     """A spikesim checkpoint (``.ckpt``) or the official ``.pth``: returns (Network, meta)."""
-    from ..io.checkpoint import is_spikesim_checkpoint, load_checkpoint
+    from ..io.checkpoint import is_spikesim_checkpoint
+    from ..train.trainer import load_trained
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     if not is_spikesim_checkpoint(path):
         return from_official(path, dtype=dtype)
-    ck = load_checkpoint(path)
-    cfg = NetworkConfig.from_dict(ck.config["network"])
-    net = Network(cfg, params={k: np.asarray(v) for k, v in ck.params.items()}, dtype=dtype)
-    meta = dict((ck.extra or {}).get("meta") or {})
-    meta.update(source=str(path), format="spikesim checkpoint")
+    net, meta = load_trained(path, dtype)
+    meta["format"] = "spikesim checkpoint"
     return net, meta
 
 
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
-def add_data_args(parser, train: bool, dataset: str = "shd"):
+def add_data_args(parser, dataset: str = "shd"):
     parser.add_argument("--data-dir", default=None,
                         help="folder with <dataset>_train.h5 / _test.h5 (.h5, .h5.gz or "
                              ".h5.zip); default $SPIKESIM_DATA or ~/.cache/spikesim")
@@ -252,7 +250,7 @@ def format_report(res: dict, keys=None) -> str:
 def add_eval_args(parser: argparse.ArgumentParser, name: str = "shd"):
     parser.add_argument("--checkpoint", required=True,
                         help="official shd_nmi_90.7.pth or a spikesim checkpoint (.ckpt)")
-    add_data_args(parser, train=False, dataset=name if name in DATASETS else "shd")
+    add_data_args(parser, dataset=name if name in DATASETS else "shd")
     parser.add_argument("--split", default="test", help="file <dataset>_<split>.h5 (test)")
     parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
                         help="zeros: u = s = 0, b = b_j0 (deterministic); random-nmi: "
@@ -264,19 +262,28 @@ def add_eval_args(parser: argparse.ArgumentParser, name: str = "shd"):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def model_and_data(args):
+    """The checkpoint's network and the ``--split`` file binned as the checkpoint was trained
+    (or by the binning options): (net, meta, events, dataset). Raises CheckpointError or
+    DataError when they do not fit each other."""
+    net, meta = load_model(args.checkpoint, np.dtype(args.dtype))
+    binning = (Binning(**meta["binning"]) if isinstance(meta.get("binning"), dict)
+               else binning_from_args(args))
+    events = load_events(data_file(args, args.split), n_units=binning.n_units)
+    ds = SHDDataset(events, binning, net.dtype)
+    if ds.shape[1] != net.config.n_in:
+        raise DataError(f"the binning gives {ds.shape[1]} channels, the network takes "
+                        f"{net.config.n_in}")
+    if int(events.labels.max(initial=0)) >= net.config.n_out:
+        raise DataError(f"{events.path} has labels up to {events.labels.max()}, the "
+                        f"network has {net.config.n_out} outputs")
+    return net, meta, events, ds
+
+
 def run_eval(args) -> int:
     try:
-        net, meta = load_model(args.checkpoint, np.dtype(args.dtype))
-        binning = (Binning(**meta["binning"]) if isinstance(meta.get("binning"), dict)
-                   else binning_from_args(args))
-        events = load_events(data_file(args, args.split), n_units=binning.n_units)
-        ds = SHDDataset(events, binning, net.dtype)
-        if ds.shape[1] != net.config.n_in:
-            raise DataError(f"the binning gives {ds.shape[1]} channels, the network takes "
-                            f"{net.config.n_in}")
-        if int(events.labels.max(initial=0)) >= net.config.n_out:
-            raise DataError(f"{events.path} has labels up to {events.labels.max()}, the "
-                            f"network has {net.config.n_out} outputs")
+        net, meta, events, ds = model_and_data(args)
+        binning = ds.binning
         seen = None
         if ds.speakers is not None:
             try:
@@ -323,7 +330,7 @@ class TimedDataset:
 
 
 def add_train_args(parser: argparse.ArgumentParser, name: str = "shd"):
-    add_data_args(parser, train=True, dataset=name if name in DATASETS else "shd")
+    add_data_args(parser, dataset=name if name in DATASETS else "shd")
     parser.add_argument("--out", required=True, help="folder for checkpoints, results and plots")
     parser.add_argument("--epochs", type=int, default=30,
                         help="StepLR halves the lr every 10 epochs")
@@ -450,7 +457,7 @@ def add_energy_args(parser: argparse.ArgumentParser, name: str = "shd"):
     from ..energy import report
     parser.add_argument("--checkpoint", required=True,
                         help="official shd_nmi_90.7.pth or a spikesim checkpoint (.ckpt)")
-    add_data_args(parser, train=False, dataset=name if name in DATASETS else "shd")
+    add_data_args(parser, dataset=name if name in DATASETS else "shd")
     parser.add_argument("--split", default="test", help="file <dataset>_<split>.h5 (test)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float32")
     report.add_args(parser)
@@ -459,14 +466,10 @@ def add_energy_args(parser: argparse.ArgumentParser, name: str = "shd"):
 def run_energy(args) -> int:
     from ..energy import report
     try:
-        net, meta = load_model(args.checkpoint, np.dtype(args.dtype))
-        binning = (Binning(**meta["binning"]) if isinstance(meta.get("binning"), dict)
-                   else binning_from_args(args))
-        events = load_events(data_file(args, args.split), n_units=binning.n_units)
+        net, meta, events, ds = model_and_data(args)
     except (CheckpointError, DataError) as e:
         print(f"spikesim: error: {e}", file=sys.stderr)
         return 2
-    ds = SHDDataset(events, binning, net.dtype)
     return report.run(net, ds, args, f"{args.dataset} ({args.checkpoint})",
                       info={"task": args.dataset, "checkpoint": str(args.checkpoint),
                             "data": events.path, "dtype": args.dtype, "init_state": "zeros"})

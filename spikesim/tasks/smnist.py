@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 from ..data.encoders import apply_permutation, permutation, rbf_encode, sliding_window
-from ..model.config import NetworkConfig
 from ..model.presets import SMNIST_N_CLASSES as N_CLASSES  # noqa: F401  (the task's names)
 from ..model.presets import smnist_icons_config as icons_config  # noqa: F401
 from ..model.presets import smnist_nmi_config as nmi_config
@@ -180,18 +179,15 @@ def from_official(path, dtype=np.float64, b_j0: float | None = None):
 
 def load_model(path, dtype=np.float64):
     """A spikesim checkpoint (``.ckpt``) or an official ``.pth``: returns (Network, meta)."""
-    from ..io.checkpoint import is_spikesim_checkpoint, load_checkpoint
+    from ..io.checkpoint import is_spikesim_checkpoint
+    from ..train.trainer import load_trained
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     if not is_spikesim_checkpoint(path):
         return from_official(path, dtype=dtype)
-    ck = load_checkpoint(path)
-    cfg = NetworkConfig.from_dict(ck.config["network"])
-    net = Network(cfg, params={k: np.asarray(v) for k, v in ck.params.items()}, dtype=dtype)
-    meta = dict((ck.extra or {}).get("meta") or {})
-    meta.setdefault("window", cfg.n_in)
-    meta["source"] = str(path)
+    net, meta = load_trained(path, dtype)
+    meta.setdefault("window", net.config.n_in)
     return net, meta
 
 

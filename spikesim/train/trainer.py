@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..model.config import NetworkConfig
 from ..model.state import preset_state, state_name
 from ..network import Network
 from . import manifest
@@ -26,7 +27,7 @@ from .evaluate import evaluate
 from .optim import Optimizer, make_schedule
 
 __all__ = ["TrainConfig", "ArrayDataset", "train_step", "evaluate", "Trainer", "EPOCH_HOOKS",
-           "StopTraining"]
+           "StopTraining", "load_trained"]
 
 #: functions called with each finished epoch's history record, after its checkpoints are
 #: written (a sweep reports validation accuracy to its search through this). A hook may raise
@@ -80,6 +81,18 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}")
         return cls(**d)
+
+
+def load_trained(path, dtype=np.float32) -> tuple:
+    """The network a :class:`Trainer` checkpoint holds (its stored configuration and
+    parameters, in ``dtype``) and the checkpoint's ``meta`` (what the task stored about its
+    data), with ``source`` set to ``path``: (Network, meta)."""
+    ck = load_checkpoint(path)
+    cfg = NetworkConfig.from_dict(ck.config["network"])
+    net = Network(cfg, params={k: np.asarray(v) for k, v in ck.params.items()}, dtype=dtype)
+    meta = dict((ck.extra or {}).get("meta") or {})
+    meta["source"] = str(path)
+    return net, meta
 
 
 class ArrayDataset:
