@@ -78,13 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only the cases of these names (surrogate functions always run)")
     g.set_defaults(func=lambda a: importlib.import_module("validation.gradcheck").run(a))
 
-    b = sub.add_parser("bench", help="time one training step of the benchmark configurations")
-    b.add_argument("--config", default="all", choices=["shd", "ecg", "smnist", "all"])
-    b.add_argument("--json", default=None, help="write the records as JSON here")
-    b.add_argument("--repeats", type=int, default=7)
-    b.add_argument("--no-reference", action="store_true", help="skip the NumPy reference timing")
-    b.add_argument("--no-torch", action="store_true",
-                   help="skip PyTorch even where it is installed")
+    b = sub.add_parser("bench", help="time one training step of the benchmark configurations, "
+                                     "or study any network's scaling, kernels and memory")
+    importlib.import_module("validation.bench").add_args(b)
     b.set_defaults(func=lambda a: importlib.import_module("validation.bench").run(a))
 
     sw = sub.add_parser("sweep", help="many train runs (seeds, a grid, or an Optuna search) "

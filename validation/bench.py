@@ -1,45 +1,40 @@
 """Benchmark: one training step (forward + BPTT, loss and every gradient, float32) of the three
 paper configurations (``validation.problems``), timed side by side with the plain-NumPy
-reference path and the machine's sgemm peak, all in the same run.
+reference path and the machine's sgemm peak, all in the same run; with any study option, a
+performance study of any network and workload (``validation.bench_study``).
 
-``spikesim bench [--config shd|ecg|smnist|all] [--json PATH] [--repeats N]``
+``spikesim bench [--config shd|ecg|smnist|all] [--json PATH] [--repeats N]`` (the fixed steps)
 
 Reported per configuration: median seconds per step (after warm-up), dense GFLOP per step
 (2 x the multiply-adds of every matrix product, forward and backward, as if all operands were
 dense), achieved GFLOP/s on that count, its fraction of the sgemm peak, the reference path's
 median seconds, and the ratio; and, where PyTorch happens to be installed, PyTorch eager autograd
 on the same problem (``validation.torch_reference``). Firing rates are printed: the sparse
-paths' speed depends on them.
+paths' speed depends on them. Each JSON record carries the run's manifest fields (date,
+commit, versions, machine: ``spikesim.train.manifest``) and the load average.
+
+Study options (``add_args`` lists them all): ``--layers rec:256,rec:256,dense:10 --n-in 100``
+(any network), ``--batch --steps --dtype --density --loss --rate`` (workload and target firing
+rate), ``--tbptt K``, ``--breakdown`` (per-kernel shares of the step), ``--sweep AXIS=V,...``
+(scaling curves, ``--plot PATH``), ``--memory`` (peak memory of a step). Their JSON is one
+object: {meta, ceilings, points, sweeps}.
 """
 from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
 import numpy as np
 
 from spikesim.backends.cpu.threads import compute_threads
+from validation.bench_machine import run_meta, sgemm_peak
 from validation.problems import configs, dense_gflop, make_problem, time_step
 
-__all__ = ["configs", "dense_gflop", "make_problem", "time_step", "bench_one", "sgemm_peak"]
-
-
-def sgemm_peak(n: int = 2048, repeats: int = 3) -> float:
-    """GFLOP/s of a float32 n^3 matrix product with BLAS on all its threads."""
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    b = a.copy()
-    a @ b
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        ts.append(time.perf_counter() - t)
-    return 2.0 * n ** 3 / min(ts) / 1e9
+__all__ = ["configs", "dense_gflop", "make_problem", "time_step", "bench_one", "sgemm_peak",
+           "add_args", "run", "machine"]
 
 
 def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool = True) -> dict:
@@ -88,24 +83,36 @@ def torch_time(name: str, repeats: int):
 
 
 def machine() -> dict:
-    import numba
-    cpu = platform.processor()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from spikesim.backends.cpu.threads import get_threads
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel_threads": get_threads(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__}
+    """The machine and versions of this run (``spikesim.train.manifest``) in the fields the
+    bench records have always had (cpu, cores, kernel_threads, python, numpy, numba)."""
+    meta = run_meta()
+    v = meta["versions"]
+    return {"cpu": meta["machine"]["cpu"], "cores": meta["machine"]["cpu_count"],
+            "kernel_threads": meta["kernel_threads"], "python": v["python"],
+            "numpy": v["numpy"], "numba": v["numba"]}
+
+
+STUDY_OPTIONS = ("layers", "n_in", "loss", "batch", "steps", "dtype", "density", "rate",
+                 "tbptt", "breakdown", "sweep", "memory", "plot")
+
+
+def is_study(args) -> bool:
+    """Whether any study option was given (else the fixed benchmark runs, as it always has)."""
+    return any(getattr(args, k, None) not in (None, False, []) for k in STUDY_OPTIONS)
 
 
 def run(args) -> int:
+    if is_study(args):
+        from validation.bench_study import run_study
+        args.reference, args.torch = not args.no_reference, not args.no_torch
+        try:
+            return run_study(args)
+        except ValueError as e:
+            print(f"spikesim bench: {e}", file=sys.stderr)
+            return 2
     names = list(configs()) if args.config == "all" else [args.config]
     peak = sgemm_peak()
+    meta = run_meta()
     info = machine()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"spikesim bench  {date}  {info['cpu']}, {info['cores']} cores, "
@@ -117,7 +124,10 @@ def run(args) -> int:
     for name in names:
         r = bench_one(name, args.repeats, not args.no_reference,
                       not getattr(args, "no_torch", False))
-        r.update(peak_gflops=peak, fraction_of_peak=r["gflops"] / peak, date=date, machine=info)
+        r.update(peak_gflops=peak, fraction_of_peak=r["gflops"] / peak, date=date, machine=info,
+                 machine_detail=meta["machine"], versions=meta["versions"],
+                 git_commit=meta["git_commit"], git_dirty=meta["git_dirty"],
+                 loadavg=meta["loadavg"])
         records.append(r)
         ref = r["reference_median_s"]
         print(f"{name:8s} {r['median_s']:9.4f} {r['gflop']:7.2f} {r['gflops']:8.1f} "
@@ -132,14 +142,69 @@ def run(args) -> int:
     return 0
 
 
+def add_args(p):
+    """The options of ``spikesim bench`` (also ``python -m validation.bench``)."""
+    p.add_argument("--config", default="all", choices=["shd", "ecg", "smnist", "all"],
+                   help="paper configuration(s) to run, ignored with --layers "
+                        "(default: %(default)s)")
+    p.add_argument("--json", default=None, help="write the records as JSON here (default: none)")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timed steps per median, after warm-up (default: %(default)s)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the NumPy reference timing (default: run it; in studies only up "
+                        "to 2e7 neuron-steps, once)")
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip PyTorch even where it is installed (default: run it where "
+                        "installed)")
+    g = p.add_argument_group("study options (any of them runs a study: validation/bench_study.py)")
+    g.add_argument("--layers", default=None,
+                   help="custom network, KIND:SIZE,... with KIND rec, dense or integrator, e.g. "
+                        "rec:256,rec:256,dense:10 (default: the named configurations)")
+    g.add_argument("--n-in", type=int, default=None,
+                   help="input channels of a --layers network (default: 100)")
+    g.add_argument("--loss", default=None, choices=["nll_per_step", "ce_sum_softmax",
+                                                    "ce_sum_spike"],
+                   help="loss (default: the configuration's; nll_per_step for --layers)")
+    g.add_argument("--batch", type=int, default=None,
+                   help="batch size (default: the configuration's; 32 for --layers)")
+    g.add_argument("--steps", type=int, default=None,
+                   help="time steps per sequence (default: the configuration's; 200 for --layers)")
+    g.add_argument("--dtype", default=None, choices=["float32", "float64"],
+                   help="precision (default: float32)")
+    g.add_argument("--density", type=float, default=None,
+                   help="binary input density in [0, 1] (default: the configuration's input; "
+                        "0.05 for --layers)")
+    g.add_argument("--rate", type=float, default=None,
+                   help="target firing rate of every spiking layer, reached by bisection on "
+                        "each layer's input gain (default: the configuration's fixed gains; "
+                        "0.1 for --layers); exit status 1 if not reached")
+    g.add_argument("--tbptt", type=int, default=None,
+                   help="truncated BPTT chunk length in steps, as the trainer runs it "
+                        "(default: full BPTT)")
+    g.add_argument("--breakdown", action="store_true",
+                   help="per-kernel breakdown of the step (default: off)")
+    g.add_argument("--sweep", action="append", default=None, metavar="AXIS=V1,V2,...",
+                   help="scaling sweep over batch, steps, width (every layer but the last) or "
+                        "rate; repeatable (default: none)")
+    g.add_argument("--plot", default=None,
+                   help="PNG of the sweeps' scaling curves and roofline (default: none; needs "
+                        "matplotlib)")
+    g.add_argument("--memory", action="store_true",
+                   help="peak memory of a step, each in a fresh process (full BPTT, --tbptt "
+                        "if given, PyTorch where installed) (default: off)")
+    g.add_argument("--torch-threads", type=int, default=1,
+                   help="PyTorch threads in studies; more threads than free cores slow "
+                        "PyTorch's OpenMP many times over on a shared machine "
+                        "(default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="problem seed in studies (default: %(default)s)")
+    return p
+
+
 def main(argv=None) -> int:
     import argparse
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="all", choices=["shd", "ecg", "smnist", "all"])
-    p.add_argument("--json", default=None)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--no-reference", action="store_true")
-    p.add_argument("--no-torch", action="store_true")
+    add_args(p)
     return run(p.parse_args(argv))
 
 

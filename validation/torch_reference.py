@@ -50,7 +50,7 @@ except Exception as exc:  # pragma: no cover - depends on the environment
     F = None
     _TORCH_ERROR = exc
 
-__all__ = ["torch_available", "TorchNet", "time_step", "check", "main", "CHECK_TOL"]
+__all__ = ["torch_available", "TorchNet", "time_step", "time_spec", "check", "main", "CHECK_TOL"]
 
 CHECK_TOL = 1e-10
 
@@ -272,25 +272,38 @@ def time_step(name: str, repeats: int = 5, threads=None, warmup: int = 1) -> dic
     (default: all cores). On a machine whose cores are busy with other work, more torch
     threads than free cores can be many times slower than one thread (OpenMP workers wait for
     each other): time on a quiet machine, or compare with ``threads=1``."""
+    from validation.problems import named_spec
+    out = time_spec(named_spec(name), repeats, threads, warmup)
+    out["config"] = name
+    return out
+
+
+def time_spec(spec, repeats: int = 5, threads=None, warmup: int = 1) -> dict:
+    """As :func:`time_step`, for any ``validation.problems.ProblemSpec`` (or its dict form),
+    in the spec's dtype; always full BPTT, no optimiser update."""
     _require_torch()
-    from validation.problems import configs, dense_gflop, make_problem
+    from validation.problems import ProblemSpec, build, dense_gflop
     from validation.problems import time_step as _time
-    cfg, B, T, _, _ = configs()[name]
-    net, x, labels = make_problem(name)
+    if isinstance(spec, dict):
+        spec = ProblemSpec.from_dict(spec)
+    cfg, B, T = spec.cfg, spec.batch, spec.steps
+    net, x, labels = build(spec)
     old_threads = torch.get_num_threads()
     n_threads = int(threads or os.cpu_count() or 1)
     torch.set_num_threads(n_threads)
+    dt = torch.float32 if spec.dtype == "float32" else torch.float64
     try:
-        tnet = TorchNet(cfg, net.params, dtype=torch.float32)
-        xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        tnet = TorchNet(cfg, net.params, dtype=dt)
+        xt = torch.as_tensor(np.asarray(x))
         ts = _time(lambda: tnet.loss_and_grads(xt, labels), repeats, warmup)
     finally:
         torch.set_num_threads(old_threads)
     gflop = dense_gflop(cfg, B, T)
     med = float(np.median(ts))
-    return {"config": name, "batch": B, "steps": T, "median_s": med, "min_s": float(np.min(ts)),
-            "repeats": repeats, "threads": n_threads, "gflop": gflop, "gflops": gflop / med,
-            "torch": torch.__version__, "backend": "pytorch eager autograd, cpu, float32"}
+    return {"config": spec.name, "batch": B, "steps": T, "median_s": med,
+            "min_s": float(np.min(ts)), "repeats": repeats, "threads": n_threads, "gflop": gflop,
+            "gflops": gflop / med, "torch": torch.__version__,
+            "backend": f"pytorch eager autograd, cpu, {spec.dtype}"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ depend on nothing outside the chunk, and each hand-off costs a thread wake-up.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ...model.surrogates import surrogate_consts
@@ -19,12 +21,28 @@ from .threads import compute_threads, n_chunks, run_chunks
 from .trace import LayerTrace, Trace
 from .workspace import work_array
 
+#: Optional timing hook, None by default (training never sets it). When set, ``_run_calls``
+#: calls ``kernel_timer(chunk, index, kernel_name, seconds)`` after each kernel call with the
+#: call's ``time.perf_counter`` span, from the thread that ran the chunk; ``index`` is the
+#: call's place in the pass (forward: 0 = input lists, i = layer i - 1; backward: 0 = the last
+#: layer, downwards). The kernels, their arguments and their order are the same either way,
+#: so results are bit-identical; with the hook off the only cost is one test per pass.
+#: ``validation/bench_breakdown.py`` uses it for the per-kernel breakdown of a step.
+kernel_timer = None
+
 
 def _run_calls(c, lo, hi, calls):
     """kernel(c, lo, hi, *args) for each (kernel, args) of ``calls`` in order: one chunk's share
     of several kernels in a single hand-off to the thread pool."""
-    for kernel, args in calls:
+    timer = kernel_timer
+    if timer is None:
+        for kernel, args in calls:
+            kernel(c, lo, hi, *args)
+        return
+    for i, (kernel, args) in enumerate(calls):
+        t0 = time.perf_counter()
         kernel(c, lo, hi, *args)
+        timer(c, i, kernel.__name__, time.perf_counter() - t0)
 
 
 class CpuBackend(Backend):
