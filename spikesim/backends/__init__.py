@@ -2,15 +2,16 @@
 (``base.Backend``). ``get_backend(name)`` returns the class of a backend by name."""
 from __future__ import annotations
 
-BACKENDS = ("cpu",)
+BACKENDS = ("cpu", "cuda")
 
 
 def get_backend(name: str):
-    """The backend class named ``name`` ("cpu")."""
+    """The backend class named ``name`` ("cpu", or "cuda": needs numba-cuda and a GPU, or the
+    CUDA simulator; its constructor says which is missing)."""
     if name == "cpu":
         from .cpu.backend import CpuBackend
         return CpuBackend
     if name == "cuda":
-        raise ValueError("backend 'cuda' is not available yet in this version of spikesim; "
-                         "use backend='cpu'")
+        from .cuda.backend import CudaBackend
+        return CudaBackend
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,10 +1,16 @@
-"""The CUDA target's view of the model's equations.
+"""The CUDA backend (``backend.CudaBackend``, ``Network(cfg, backend="cuda")``) and the CUDA
+target's view of the model's equations.
 
-The CUDA kernels are not written yet; what exists is the groundwork they stand on: the scalar
-equations of ``spikesim.model`` compile for the CUDA target unchanged (``register_equations``
-teaches it the model's primitives, ``compile_equation`` compiles one equation to PTX), and CI
-checks that they do, without a GPU (tests/test_equations_ptx.py). Needs the optional package
-``numba-cuda`` (``pip install -e ".[cuda]"``).
+The kernels (``layers.py``: ``alif_forward``, ``alif_backward``, ``integrator_forward``,
+``integrator_backward``, as on the CPU, plus ``matmul`` and ``column_sums``) are Numba CUDA
+kernels that call the scalar equations of ``spikesim.model`` unchanged: ``register_equations``
+teaches the CUDA target the model's primitives, ``compile_equation`` compiles one equation to
+PTX and ``layers.compile_kernel`` one kernel, without a GPU (tests/test_equations_ptx.py,
+tests/test_cuda_backend.py). Without a GPU the kernels run in the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1`` before numba is imported; tests/test_cuda_sim.py compares them with
+the CPU backend there). The losses run on the host for now (``losses.py``). The design is in
+docs/architecture.md, "CUDA backend". Needs the optional package ``numba-cuda``
+(``pip install -e ".[cuda]"``).
 """
 from __future__ import annotations
 

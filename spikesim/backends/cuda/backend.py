@@ -1,0 +1,196 @@
+"""The CUDA backend: arranges the device arrays of a forward or backward pass and launches the
+layer kernels of ``layers.py``, one launch per layer and pass (the time loop runs inside it).
+
+Per layer, forward: the input current of every step in one product (``matmul``: x W_in^T +
+bias), then the layer's persistent kernel (``alif_forward`` or ``integrator_forward``).
+Backward, last layer first: the layer's reverse-time kernel (``alif_backward`` or
+``integrator_backward``), which writes dL/dI (T, B, N), then the weight gradients and the
+gradient to the layer below as products over it, and the per-neuron sums (``column_sums``).
+Parameters go to the device per call (they are small); the loss runs on the host
+(``losses.py``). Mirrors ``spikesim/backends/cpu/backend.py``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...model.surrogates import surrogate_consts
+from ..base import Backend
+from . import losses, require_numba_cuda
+from .trace import CudaLayerTrace, CudaTrace
+
+WARP = 32
+
+
+def _require_device():
+    """numba.cuda and the layer kernels, or an error naming what is missing (the package
+    numba-cuda, or a GPU with its driver)."""
+    cuda = require_numba_cuda()
+    if not cuda.is_available():
+        raise RuntimeError("backend 'cuda' needs an NVIDIA GPU and its driver, and numba.cuda "
+                           "finds none (numba.cuda.is_available() is False); use backend='cpu', "
+                           "or set NUMBA_ENABLE_CUDASIM=1 before importing numba to run the "
+                           "kernels in the CUDA simulator (slow; for tests)")
+    from . import layers
+    return cuda, layers
+
+
+class CudaBackend(Backend):
+    """``block_threads``: the most threads per block of the layer kernels (a recurrent layer
+    wider than that has each thread own several neurons); ``shared_bytes``: the shared memory a
+    recurrent layer's block may use, W_rec staying in global memory where it does not fit;
+    ``tile``: the side of ``matmul``'s blocks. The tests set them small, to run every path of
+    the kernels at tiny sizes under the simulator."""
+    name = "cuda"
+
+    def __init__(self, dtype):
+        super().__init__(dtype)
+        self._cuda, self._k = _require_device()
+        self.block_threads = 256
+        self.shared_bytes = self._k.SHARED_BYTES
+        self.tile = self._k.TILE
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _dev(self, a):
+        return self._cuda.to_device(np.ascontiguousarray(a, dtype=self.dtype))
+
+    def _zeros(self, shape):
+        return self._cuda.to_device(np.zeros(shape, self.dtype))
+
+    def _state_array(self, T, B, N, init):
+        """A (T + 1, B, N) device array with slot 0 = ``init`` (B, N)."""
+        a = self._cuda.device_array((T + 1, B, N), self.dtype)
+        a[0].copy_to_device(np.ascontiguousarray(init, dtype=self.dtype))
+        return a
+
+    def _grid(self, B, N, recurrent):
+        """(grid, threads): a block per sample; a recurrent layer's whole sample in one block,
+        the others in tiles of ``threads`` neurons."""
+        threads = min(self.block_threads, WARP * math.ceil(N / WARP))
+        tiles = 1 if recurrent else math.ceil(N / threads)
+        return (B, tiles), threads
+
+    def _shared(self, N, recurrent):
+        """(bytes of dynamic shared memory, whether W_rec is held in it) of a spiking layer."""
+        if not recurrent:
+            return 0, False
+        item = self.dtype.itemsize
+        ring = 2 * N * item
+        if ring + N * N * item <= self.shared_bytes:
+            return ring + N * N * item, True
+        return ring, False
+
+    def _matmul(self, A, B, C, ta=False, tb=False, bias=None):
+        """C (M, N) = op(A) op(B) (+ bias): the tiled product of ``layers.matmul``."""
+        t = self.tile
+        M, N = C.shape
+        grid = (math.ceil(N / t), math.ceil(M / t))
+        has_bias = bias is not None
+        if bias is None:
+            bias = self._zeros(1)
+        self._k.matmul[grid, (t, t), 0, 2 * t * t * self.dtype.itemsize](
+            A, B, C, ta, tb, bias, has_bias, self.dtype.type(0))
+        return C
+
+    def _column_sums(self, A):
+        out = self._cuda.device_array(A.shape[1], self.dtype)
+        n = A.shape[1]
+        threads = min(self.block_threads, WARP * math.ceil(n / WARP))
+        self._k.column_sums[math.ceil(n / threads), threads](A, out, self.dtype.type(0))
+        return out.copy_to_host()
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, cfg, params, consts, x, state) -> CudaTrace:
+        p, d = params, self.dtype
+        B, T, n_in = x.shape
+        if not np.isfinite(x).all():
+            raise ValueError("input contains NaN or inf")
+        xin = self._dev(np.transpose(x, (1, 0, 2)))          # (T, B, n_in): time-major
+        trace = CudaTrace()
+        for layer, k in zip(cfg.layers, consts):
+            n, N = layer.name, layer.size
+            bias = p[f"{n}.b_in"]
+            if layer.recurrent:
+                bias = bias + p[f"{n}.b_rec"]
+            I = self._cuda.device_array((T, B, N), d)
+            self._matmul(xin.reshape(T * B, n_in), self._dev(p[f"{n}.W_in"]),
+                         I.reshape(T * B, N), tb=True, bias=self._dev(bias))
+            u_init, s_init, b_init = state[n]
+            u = self._state_array(T, B, N, u_init)
+            alpha, oma = self._dev(k.alpha), self._dev(k.oma)
+            grid, threads = self._grid(B, N, layer.recurrent)
+            if layer.spiking:
+                s, b = self._state_array(T, B, N, s_init), self._state_array(T, B, N, b_init)
+                rec = layer.recurrent
+                WrecT = self._dev(p[f"{n}.W_rec"].T) if rec else self._zeros((1, 1))
+                shmem, w_shared = self._shared(N, rec)
+                sp = surrogate_consts(layer.surrogate, d)
+                self._k.alif_forward[grid, threads, 0, shmem](
+                    I, WrecT, rec, w_shared, u, s, b, alpha, oma, self._dev(k.rho),
+                    self._dev(k.omr), d.type(k.beta), d.type(k.b_j0), d.type(k.dt), sp)
+                trace.layers.append(CudaLayerTrace(xin, n_in, u, s, b))
+                xin, n_in = s[1:], N            # the next layer reads slots 1..T
+            else:
+                self._k.integrator_forward[grid, threads](I, u, alpha, oma)
+                trace.layers.append(CudaLayerTrace(xin, n_in, u))
+        for layer, tr in zip(cfg.layers, trace.layers):
+            if not np.isfinite(tr.u_dev[-1].copy_to_host()).all():   # NaN/inf persist in u
+                raise ValueError(f"layer {layer.name!r} produced NaN or inf")
+        return trace
+
+    # -- backward --------------------------------------------------------------------------------
+    def backward(self, cfg, params, consts, trace, g_out) -> dict:
+        """The layers' reverse-time kernels, last first; each layer's weight gradients, and the
+        gradient dL/ds_t handed to the layer below, are products over its dL/dI (T, B, N)."""
+        p, d = params, self.dtype
+        g = self._dev(g_out)
+        on_u = cfg.loss.readout == "mem"        # the last layer's gradient: dL/du_t or dL/ds_t
+        grads = {}
+        for li in range(len(cfg.layers) - 1, -1, -1):
+            layer, tr, k = cfg.layers[li], trace.layers[li], consts[li]
+            n = layer.name
+            T, B, N = g.shape
+            Nin = tr.n_in
+            ioma = self._dev(np.ones(N, d) / k.oma)
+            alpha, oma = self._dev(k.alpha), self._dev(k.oma)
+            gI = self._cuda.device_array((T, B, N), d)
+            ga, gu_n = self._zeros((B, N)), self._zeros((B, N))
+            grid, threads = self._grid(B, N, layer.recurrent)
+            if layer.spiking:
+                rec = layer.recurrent
+                Wrec = self._dev(p[f"{n}.W_rec"]) if rec else self._zeros((1, 1))
+                gr = self._zeros((B, N))
+                shmem, w_shared = self._shared(N, rec)
+                sp = surrogate_consts(layer.surrogate, d)
+                fu = d.type(1 if on_u else 0)
+                self._k.alif_backward[grid, threads, 0, shmem](
+                    g, d.type(1) - fu, fu, tr.u_dev, tr.s_dev, tr.b_dev, Wrec, rec, w_shared,
+                    alpha, oma, ioma, self._dev(k.rho), self._dev(k.omr), d.type(k.beta),
+                    d.type(k.b_j0), d.type(k.dt), sp, gI, gu_n, self._zeros((B, N)),
+                    self._zeros((B, N)), ga, gr)
+                grads[f"{n}.rho"] = self._column_sums(gr)
+            else:
+                self._k.integrator_backward[grid, threads](g, tr.u_dev, alpha, oma, ioma, gI,
+                                                           gu_n, ga)
+            gI2 = gI.reshape(T * B, N)
+            W_in = self._dev(p[f"{n}.W_in"])
+            dW = self._cuda.device_array((N, Nin), d)
+            grads[f"{n}.W_in"] = self._matmul(gI2, tr.x.reshape(T * B, Nin), dW,
+                                              ta=True).copy_to_host()
+            grads[f"{n}.b"] = self._column_sums(gI2)
+            grads[f"{n}.alpha"] = self._column_sums(ga)
+            if layer.recurrent:         # I_t reads s_{t-1}: slots 0..T-1
+                dW = self._cuda.device_array((N, N), d)
+                grads[f"{n}.W_rec"] = self._matmul(gI2, tr.s_dev[:T].reshape(T * B, N), dW,
+                                                   ta=True).copy_to_host()
+            if li > 0:                  # dL/ds_t of the layer below = dL/dI_t W_in
+                gx = self._cuda.device_array((T, B, Nin), d)
+                self._matmul(gI2, W_in, gx.reshape(T * B, Nin))
+                g, on_u = gx, False
+        return grads
+
+    # -- loss ------------------------------------------------------------------------------------
+    def loss(self, kind, out, labels, start, carry=None, grad=False):
+        """On the host, by the CPU's loss kernels (``losses.py``)."""
+        return losses.compute(kind, out, labels, start, carry=carry, grad=grad)

@@ -1,0 +1,208 @@
+"""The CUDA backend's kernels against the CPU backend, run in the CUDA simulator.
+
+The simulator replaces numba.cuda only if NUMBA_ENABLE_CUDASIM=1 is set before numba is first
+imported, so this module runs only in a process started that way: tests/test_cuda_backend.py
+starts one (``python -m pytest tests/test_cuda_sim.py`` with the variable set); in any other
+process it skips. By hand: ``NUMBA_ENABLE_CUDASIM=1 python3 -m pytest tests/test_cuda_sim.py``.
+
+Every case runs a forward pass, the loss and the backward pass on both backends from the same
+parameters and data and compares the loss, every gradient, every layer's u, s and b (all slots)
+and the final state. Errors are measured per array as max |cuda - cpu| / max |cpu| (an
+element-wise relative error is meaningless for elements near 0): float64 within 1e-10 (the
+backends add in different orders; measured ~1e-16), float32 within 1e-4 (measured ~1e-6; the
+CPU's float32 kernels use fast-math and other summation orders). Spikes must agree exactly, and
+every spiking layer must fire, so that the spike paths are exercised. Sizes are tiny: the
+simulator runs each GPU thread as a Python thread. The backend's block size (16 or 32
+threads), shared-memory limit and matmul tile (8) are set small so that every path of the
+kernels runs: neurons strided over a block (N > block_threads), W_rec in shared or in global
+memory, a dense layer split over blocks, partial matmul tiles.
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("runs in the CUDA simulator only (NUMBA_ENABLE_CUDASIM=1 before numba is "
+                "imported); tests/test_cuda_backend.py runs it in a subprocess",
+                allow_module_level=True)
+pytest.importorskip("numba.cuda")
+# The simulator's block manager polls its threads for barriers while holding the GIL; a shorter
+# switch interval than the default 5 ms lets the threads run between its polls (several times
+# faster here). This process runs this module only.
+sys.setswitchinterval(5e-4)
+
+from numba import typeof, types  # noqa: E402
+from numba.np.numpy_support import from_dtype  # noqa: E402
+
+from spikesim.backends.cuda import layers  # noqa: E402
+from spikesim.backends.cuda.backend import CudaBackend  # noqa: E402
+from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig  # noqa: E402
+from spikesim.model.state import initial_state  # noqa: E402
+from spikesim.model.surrogates import surrogate_consts  # noqa: E402
+from spikesim.network import Network  # noqa: E402
+
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def assert_same(name, a, b, tol):
+    """max |a - b| <= tol * max |b| (b: the CPU's array)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (name, a.shape, b.shape)
+    err = np.abs(a - b).max() if a.size else 0.0
+    scale = np.abs(b).max() if b.size else 0.0
+    assert err <= tol * scale or err == 0.0, f"{name}: error {err:.3g} of max {scale:.3g}"
+
+
+def compare(cfg, x, labels, dtype, state=None, carry=None, knobs=None, seed=0, w_scale=2.0,
+            perturb=None):
+    """Run cfg on both backends and compare everything; returns the CUDA network's trace.
+    ``w_scale`` scales the input weights (so that tiny layers fire); ``perturb``(params) changes
+    the CUDA network's copy of the parameters (to show the comparison can fail)."""
+    cpu = Network(cfg, seed=seed, dtype=dtype)
+    for layer in cfg.layers:
+        cpu.params[f"{layer.name}.W_in"] *= dtype(w_scale)
+    params = {k: v.copy() for k, v in cpu.params.items()}
+    if perturb is not None:
+        perturb(params)
+    gpu = Network(cfg, params=params, dtype=dtype, backend="cuda")
+    assert isinstance(gpu.backend, CudaBackend)
+    for k, v in {"tile": 8, "block_threads": 16, **(knobs or {})}.items():
+        setattr(gpu.backend, k, v)
+    tol = TOL[dtype]
+    l0, g0, r0, t0 = cpu.loss_and_grad(x, labels, state=state, carry=carry)
+    l1, g1, r1, t1 = gpu.loss_and_grad(x, labels, state=state, carry=carry)
+    rates = t1.firing_rates()
+    for layer, rate, rate0 in zip(cfg.layers, rates, t0.firing_rates()):
+        if layer.spiking:
+            assert rate > 0, f"layer {layer.name} does not fire: the test would not cover spikes"
+            assert rate == pytest.approx(rate0, rel=tol)
+    for layer, a, b in zip(cfg.layers, t1.layers, t0.layers):
+        assert_same(f"{layer.name}.u", a.u_full, b.u_full, tol)
+        if layer.spiking and layer.surrogate.name == "smooth":
+            assert_same(f"{layer.name}.s", a.s_full, b.s_full, tol)
+        elif layer.spiking:
+            np.testing.assert_array_equal(a.s_full, b.s_full)
+        if layer.spiking:
+            assert_same(f"{layer.name}.b", a.bt_full, b.bt_full, tol)
+    assert l1 == pytest.approx(l0, rel=tol)
+    np.testing.assert_array_equal(r1.pred, r0.pred)
+    assert set(g1) == set(g0)
+    lif_tau_adp = {f"{layer.name}.tau_adp" for layer in cfg.layers if layer.beta == 0}
+    for k in g0:
+        assert g1[k].dtype == dtype, k
+        assert_same(k, g1[k], g0[k], tol)
+        if k not in lif_tau_adp:             # a LIF layer's tau_adp gets 0 by definition
+            assert np.abs(g0[k]).max() > 0, f"{k}: zero gradient, nothing compared"
+    f0, f1 = t0.final_state(cfg), t1.final_state(cfg)
+    for n in f0:
+        for a, b in zip(f1[n], f0[n]):
+            assert_same(f"{n} final state", a, b, tol)
+    for a, b in zip(t1.activity(), t0.activity()):
+        np.testing.assert_array_equal(a.inputs, b.inputs)
+        assert_same("input_sum", a.input_sum, b.input_sum, tol)
+        assert a.binary == b.binary
+        if b.spikes is not None:
+            assert_same("spikes", a.spikes, b.spikes, tol)
+    return t1
+
+
+def _data(B, T, n_in, seed=0, binary=True):
+    rng = np.random.default_rng(seed)
+    x = rng.random((B, T, n_in))
+    return (x < 0.5).astype(np.float64) if binary else x
+
+
+def _ecg_like(surrogate="multi_gaussian"):
+    """rec ALIF -> dense LIF -> integrator readout, per-step NLL on the membrane."""
+    return NetworkConfig(n_in=5, layers=[
+        LayerConfig(13, "rec", beta=1.8, b_j0=0.05, name="h", surrogate=surrogate),
+        LayerConfig(7, "dense", beta=0.0, b_j0=0.05, name="lif", surrogate=surrogate),
+        LayerConfig(3, "integrator", name="out")], loss=LossConfig("nll_per_step", start=1))
+
+
+def _arg_type(a):
+    """The Numba type a kernel argument has on a GPU (device arrays: C-contiguous or not)."""
+    if isinstance(a, (bool, tuple, np.floating)):
+        return typeof(a)
+    return types.Array(from_dtype(a.dtype), a.ndim, "C" if a.is_c_contiguous() else "A")
+
+
+class _Recorder:
+    """Stands in for a kernel: records the argument types of each launch, then launches."""
+    def __init__(self, name, kernel, seen):
+        self.name, self.kernel, self.seen = name, kernel, seen
+
+    def __getitem__(self, config):
+        launch = self.kernel[config]
+
+        def call(*args):
+            self.seen.setdefault(self.name, set()).add(tuple(_arg_type(a) for a in args))
+            return launch(*args)
+        return call
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rec_alif_dense_lif_integrator(dtype, monkeypatch):
+    """The three layer kinds; also: every kernel is launched with the argument types that
+    tests/test_cuda_backend.py compiles to PTX (``layers.signature``), so that check covers the
+    launches the backend really makes."""
+    seen = {}
+    for name in layers.KERNELS:
+        monkeypatch.setattr(layers, name, _Recorder(name, getattr(layers, name), seen))
+    x = _data(3, 7, 5).astype(dtype)
+    y = np.random.default_rng(1).integers(-1, 3, (3, 7))
+    compare(_ecg_like(), x, y, dtype)
+    sp_type = typeof(surrogate_consts(SurrogateConfig(), dtype))
+    assert set(seen) == set(layers.KERNELS)
+    for name, sigs in seen.items():
+        assert sigs == {layers.signature(name, dtype, sp_type)}, name
+
+
+def test_wide_rec_lif_strided_global_weights_spike_readout_batch_1():
+    """A recurrent LIF layer of 45 neurons on blocks of 32 threads (each thread owns one or two
+    neurons) with W_rec read from global memory, then a dense ALIF layer read out by its spikes
+    (ce_sum_spike: dL/ds_t enters the last layer), batch 1, gaussian and linear surrogates."""
+    cfg = NetworkConfig(n_in=4, layers=[
+        LayerConfig(45, "rec", beta=0.0, b_j0=0.05, name="lif", surrogate="gaussian"),
+        LayerConfig(6, "dense", beta=1.8, b_j0=0.02, name="out", surrogate="linear")],
+        loss=LossConfig("ce_sum_spike", start=2))
+    x = _data(1, 6, 4, seed=2)
+    compare(cfg, x, np.array([4]), np.float64,
+            knobs={"block_threads": 32, "shared_bytes": 0})
+
+
+def test_wide_dense_layer_in_tiles_slayer_and_shared_weights():
+    """A dense layer of 40 neurons split over two blocks (tiles) of 32 per sample, above a
+    recurrent ALIF layer of 33 (slayer surrogate) whose W_rec fits in shared memory."""
+    cfg = NetworkConfig(n_in=3, layers=[
+        LayerConfig(33, "rec", beta=1.8, b_j0=0.05, name="h", surrogate="slayer"),
+        LayerConfig(40, "dense", beta=1.8, b_j0=0.05, name="d", surrogate="slayer"),
+        LayerConfig(2, "integrator", name="out")], loss=LossConfig("ce_sum_softmax", start=0))
+    x = _data(2, 5, 3, seed=3)
+    compare(cfg, x, np.array([0, 1]), np.float64, knobs={"block_threads": 32}, w_scale=4.0)
+
+
+def test_smooth_mode_random_state_and_carry():
+    """The smooth mode (sigmoid spikes: every neuron 'fires' a fraction), from a random initial
+    state with spikes (u, s of slot 0 read by the first step) and a summed-readout carry."""
+    cfg = NetworkConfig(n_in=3, layers=[
+        LayerConfig(9, "rec", beta=1.8, b_j0=0.1, name="h", surrogate="smooth"),
+        LayerConfig(4, "integrator", name="out")], loss=LossConfig("ce_sum_softmax", start=1))
+    state = initial_state(cfg, 2, np.float64, mode="random", rng=np.random.default_rng(5),
+                          scale=1.0, spikes=True)
+    x = _data(2, 5, 3, seed=4, binary=False)
+    carry = np.random.default_rng(6).random((2, 4))
+    compare(cfg, x, np.array([3, 1]), np.float64, state=state, carry=carry)
+
+
+def test_the_comparison_fails_on_a_perturbed_parameter():
+    """The checker can fail: one recurrent weight changed by a relative 1e-7 on the CUDA side
+    moves the gradients by far more than the float64 tolerance."""
+    def perturb(p):
+        p["h.W_rec"][2, 3] *= 1 + 1e-7
+    x = _data(3, 7, 5)
+    y = np.random.default_rng(1).integers(-1, 3, (3, 7))
+    with pytest.raises(AssertionError):
+        compare(_ecg_like(), x, y, np.float64, perturb=perturb)
