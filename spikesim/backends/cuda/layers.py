@@ -264,25 +264,31 @@ def _matmul(A, B, C, ta, tb, bias, add_bias, zero):
     on a GPU; smaller under the simulator, which runs a thread per Python thread) computes a
     tile of C: x along C's columns (coalesced stores), y along its rows; the K axis goes through
     shared memory a tile of each factor at a time (dynamic shared memory: 2 tile^2 values),
-    padded with zeros at the edges."""
+    padded with zeros at the edges. (No split over K yet: a small C over a long K, such as
+    dW_rec (N, N) summed over T B rows, keeps few blocks busy.)"""
     sh = cuda.shared.array(0, dtype=C.dtype)
     M, N = C.shape
     K = A.shape[0] if ta else A.shape[1]
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     tile = cuda.blockDim.x
-    m, n = cuda.blockIdx.y * tile + ty, cuda.blockIdx.x * tile + tx
+    m, n = cuda.blockIdx.y * tile + ty, cuda.blockIdx.x * tile + tx     # this thread's C[m, n]
     B0 = tile * tile
     acc = zero
+    m0, n0 = cuda.blockIdx.y * tile, cuda.blockIdx.x * tile
     for k0 in range(0, K, tile):
-        ka, kb = k0 + tx, k0 + ty
-        if m < M and ka < K:
-            sh[ty * tile + tx] = A[ka, m] if ta else A[m, ka]
+        # sh[r * tile + c] = op(A)[m0 + r, k0 + c], sh[B0 + r * tile + c] = op(B)[k0 + r, n0 + c];
+        # consecutive threads (x) read consecutive addresses of A and B in every case: a
+        # transposed factor is read along its rows and stored transposed
+        if ta:
+            v = A[k0 + ty, m0 + tx] if k0 + ty < K and m0 + tx < M else zero
+            sh[tx * tile + ty] = v
         else:
-            sh[ty * tile + tx] = zero
-        if kb < K and n < N:
-            sh[B0 + ty * tile + tx] = B[n, kb] if tb else B[kb, n]
+            sh[ty * tile + tx] = A[m0 + ty, k0 + tx] if m0 + ty < M and k0 + tx < K else zero
+        if tb:
+            v = B[n0 + ty, k0 + tx] if n0 + ty < N and k0 + tx < K else zero
+            sh[B0 + tx * tile + ty] = v
         else:
-            sh[B0 + ty * tile + tx] = zero
+            sh[B0 + ty * tile + tx] = B[k0 + ty, n0 + tx] if k0 + ty < K and n0 + tx < N else zero
         cuda.syncthreads()
         for kk in range(tile):
             acc += sh[ty * tile + kk] * sh[B0 + kk * tile + tx]
