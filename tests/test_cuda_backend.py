@@ -17,7 +17,7 @@ from numba import cuda  # noqa: E402
 
 from spikesim.backends import get_backend  # noqa: E402
 from spikesim.backends.cuda import _target_device  # noqa: E402
-from spikesim.backends.cuda.layers import KERNELS, compile_kernel  # noqa: E402
+from spikesim.backends.cuda.ptx import compile_kernel, kernel_names  # noqa: E402
 from spikesim.model.config import LayerConfig, NetworkConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +33,14 @@ needs_ptx = pytest.mark.skipif(PTX_ERROR is not None or SIM, reason=PTX_ERROR or
 
 @needs_ptx
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", list(KERNELS))
+@pytest.mark.parametrize("name", kernel_names())
 def test_kernel_compiles_to_ptx(name, dtype):
+    """Every kernel compiles; in float32 the layer kernels hold no float64 instruction (a float
+    literal would promote); the loss kernels accumulate in float64 on purpose, as on the CPU."""
+    from spikesim.backends.cuda import layers
     ptx = compile_kernel(name, dtype)
     assert ".visible .entry" in ptx
-    if dtype == np.float32:     # nothing promoted to float64 (a float literal would do that)
+    if dtype == np.float32 and name in layers.KERNELS:
         assert ".f64" not in ptx, [line for line in ptx.splitlines() if ".f64" in line][:5]
     else:
         assert ".f64" in ptx
@@ -101,4 +104,4 @@ def test_kernels_match_the_cpu_backend_in_the_simulator():
     tail = (out.stdout + out.stderr)[-6000:]
     assert out.returncode == 0, tail
     m = re.search(r"(\d+) passed", out.stdout)
-    assert m and int(m.group(1)) >= 11 and "skipped" not in out.stdout, tail
+    assert m and int(m.group(1)) >= 13 and "skipped" not in out.stdout, tail

@@ -6,12 +6,14 @@ starts one (``python -m pytest tests/test_cuda_sim.py`` with the variable set); 
 process it skips. By hand: ``NUMBA_ENABLE_CUDASIM=1 python3 -m pytest tests/test_cuda_sim.py``.
 
 Every case runs a forward pass, the loss and the backward pass on both backends from the same
-parameters and data and compares the loss, every gradient, every layer's u, s and b (all slots)
-and the final state. Errors are measured per array as max |cuda - cpu| / max |cpu| (an
-element-wise relative error is meaningless for elements near 0): float64 within 1e-10 (the
-backends add in different orders; measured 4e-16), float32 within 1e-5 (measured 3e-7; the
-CPU's float32 kernels use fast-math and other summation orders). Spikes must agree exactly, and
-every spiking layer must fire, so that the spike paths are exercised. Sizes are tiny: the
+parameters and data and compares the loss (computed on the device, and on the host from the
+host readout), its gradient, predictions and summed readout, every parameter gradient, every
+layer's u, s and b (all slots) and the final state. Errors are measured per array as
+max |cuda - cpu| / max |cpu| (an element-wise relative error is meaningless for elements near
+0): float64 within 1e-10 (the backends add in different orders; measured 4e-16), float32
+within 1e-5 (measured 3e-7; the CPU's float32 kernels use fast-math and other summation
+orders). Spikes must agree exactly, and every spiking layer must fire, so that the spike paths
+are exercised. Every kernel launch is checked against the types compiled to PTX. Sizes are tiny: the
 simulator runs each GPU thread as a Python thread. The backend's block size (16 or 32
 threads), shared-memory limit and matmul tile (8) are set small so that every path of the
 kernels runs: neurons strided over a block (N > block_threads), W_rec in shared or in global
@@ -36,11 +38,10 @@ sys.setswitchinterval(5e-4)
 from numba import typeof, types  # noqa: E402
 from numba.np.numpy_support import from_dtype  # noqa: E402
 
-from spikesim.backends.cuda import layers  # noqa: E402
+from spikesim.backends.cuda import layers, losses  # noqa: E402
 from spikesim.backends.cuda.backend import CudaBackend  # noqa: E402
-from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig, SurrogateConfig  # noqa: E402
+from spikesim.model.config import LayerConfig, LossConfig, NetworkConfig  # noqa: E402
 from spikesim.model.state import initial_state  # noqa: E402
-from spikesim.model.surrogates import surrogate_consts  # noqa: E402
 from spikesim.network import Network  # noqa: E402
 
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
@@ -72,7 +73,22 @@ def compare(cfg, x, labels, dtype, state=None, carry=None, knobs=None, seed=0, w
         setattr(gpu.backend, k, v)
     tol = TOL[dtype]
     l0, g0, r0, t0 = cpu.loss_and_grad(x, labels, state=state, carry=carry)
-    l1, g1, r1, t1 = gpu.loss_and_grad(x, labels, state=state, carry=carry)
+    # the GPU: the loss on the device from the backend's readout (its gradient stays there),
+    # and on the host from the trace's host readout, as Network.loss does today
+    t1 = gpu.forward(x, state)
+    out = gpu.backend.readout(t1, cfg.loss.readout)
+    r1 = gpu.backend.loss(cfg.loss.kind, out, labels, cfg.loss.start, carry=carry, grad=True)
+    g1 = gpu.backward(t1, r1.grad)
+    r_host = gpu.loss(t1, labels, carry=carry, grad=True)
+    for r in (r1, r_host):
+        assert r.loss == pytest.approx(r0.loss, rel=tol)
+        np.testing.assert_array_equal(r.pred, r0.pred)
+        assert (r.correct, r.count) == (r0.correct, r0.count)
+        grad = r.grad if isinstance(r.grad, np.ndarray) else r.grad.copy_to_host()
+        assert_same("dL/d(readout)", grad, r0.grad, tol)
+        assert (r.logits is None) == (r0.logits is None)
+        if r0.logits is not None:
+            assert_same("logits", r.logits, r0.logits, tol)
     rates = t1.firing_rates()
     for layer, rate, rate0 in zip(cfg.layers, rates, t0.firing_rates()):
         if layer.spiking:
@@ -86,8 +102,6 @@ def compare(cfg, x, labels, dtype, state=None, carry=None, knobs=None, seed=0, w
             np.testing.assert_array_equal(a.s_full, b.s_full)
         if layer.spiking:
             assert_same(f"{layer.name}.b", a.bt_full, b.bt_full, tol)
-    assert l1 == pytest.approx(l0, rel=tol)
-    np.testing.assert_array_equal(r1.pred, r0.pred)
     assert set(g1) == set(g0)
     lif_tau_adp = {f"{layer.name}.tau_adp" for layer in cfg.layers if layer.beta == 0}
     for k in g0:
@@ -124,40 +138,46 @@ def _ecg_like(surrogate="multi_gaussian"):
 
 def _arg_type(a):
     """The Numba type a kernel argument has on a GPU (device arrays: C-contiguous or not)."""
-    if isinstance(a, (bool, tuple, np.floating)):
+    if isinstance(a, (bool, int, tuple, np.floating, np.integer)):
         return typeof(a)
     return types.Array(from_dtype(a.dtype), a.ndim, "C" if a.is_c_contiguous() else "A")
 
 
+SEEN = set()       # the kernels launched so far in this process
+
+
 class _Recorder:
-    """Stands in for a kernel: records the argument types of each launch, then launches."""
-    def __init__(self, name, kernel, seen):
-        self.name, self.kernel, self.seen = name, kernel, seen
+    """Stands in for a kernel: checks that a launch's argument types are those that
+    tests/test_cuda_backend.py compiles to PTX (``signature``), so that check covers the
+    launches the backend really makes; then launches."""
+    def __init__(self, name, module):
+        self.name, self.module, self.kernel = name, module, getattr(module, name)
 
     def __getitem__(self, config):
         launch = self.kernel[config]
 
         def call(*args):
-            self.seen.setdefault(self.name, set()).add(tuple(_arg_type(a) for a in args))
+            got = tuple(_arg_type(a) for a in args)
+            sp = next((typeof(a) for a in args if isinstance(a, tuple)), None)
+            want = [self.module.signature(self.name, d, sp) for d in (np.float32, np.float64)]
+            assert got in want, (self.name, got, want)
+            SEEN.add(self.name)
             return launch(*args)
         return call
 
 
+@pytest.fixture(autouse=True)
+def _record_launches(monkeypatch):
+    for module in (layers, losses):
+        for name in module.KERNELS:
+            monkeypatch.setattr(module, name, _Recorder(name, module))
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_rec_alif_dense_lif_integrator(dtype, monkeypatch):
-    """The three layer kinds; also: every kernel is launched with the argument types that
-    tests/test_cuda_backend.py compiles to PTX (``layers.signature``), so that check covers the
-    launches the backend really makes."""
-    seen = {}
-    for name in layers.KERNELS:
-        monkeypatch.setattr(layers, name, _Recorder(name, getattr(layers, name), seen))
+def test_rec_alif_dense_lif_integrator(dtype):
     x = _data(3, 7, 5).astype(dtype)
     y = np.random.default_rng(1).integers(-1, 3, (3, 7))
     compare(_ecg_like(), x, y, dtype)
-    sp_type = typeof(surrogate_consts(SurrogateConfig(), dtype))
-    assert set(seen) == set(layers.KERNELS)
-    for name, sigs in seen.items():
-        assert sigs == {layers.signature(name, dtype, sp_type)}, name
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -224,3 +244,24 @@ def test_matmul_every_transpose_and_partial_tiles(ta, tb):
     be._matmul(be._dev(A), be._dev(B), C, ta, tb, bias=be._dev(bias))
     ref = (A.T if ta else A) @ (B.T if tb else B) + bias
     assert_same("C", C.copy_to_host(), ref, 1e-14)
+
+
+def test_device_loss_checks_its_arguments():
+    """The device losses refuse what the CPU's refuse, with the same messages."""
+    out = CudaBackend(np.float64)._zeros((4, 2, 3))
+    with pytest.raises(ValueError, match="labels must lie in"):
+        losses.compute_device("nll_per_step", out, np.full((2, 4), 3), 0)
+    with pytest.raises(ValueError, match="expected"):
+        losses.compute_device("ce_sum_softmax", out, np.zeros(3, np.int64), 0)
+    with pytest.raises(ValueError, match="beyond the sequence"):
+        losses.compute_device("ce_sum_spike", out, np.zeros(2, np.int64), 4)
+    with pytest.raises(ValueError, match="unknown loss"):
+        losses.compute_device("mse", out, np.zeros(2, np.int64), 0)
+
+
+def test_zz_every_kernel_was_launched_with_its_ptx_signature():
+    """Runs last: every kernel of layers.py and losses.py was launched by the tests above, each
+    launch with the argument types that tests/test_cuda_backend.py compiles to PTX."""
+    if len(SEEN) < 3:
+        pytest.skip("run with the whole module")
+    assert SEEN == set(layers.KERNELS) | set(losses.KERNELS)

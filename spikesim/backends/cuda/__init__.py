@@ -5,10 +5,11 @@ The kernels (``layers.py``: ``alif_forward``, ``alif_backward``, ``integrator_fo
 ``integrator_backward``, as on the CPU, plus ``matmul`` and ``column_sums``) are Numba CUDA
 kernels that call the scalar equations of ``spikesim.model`` unchanged: ``register_equations``
 teaches the CUDA target the model's primitives, ``compile_equation`` compiles one equation to
-PTX and ``layers.compile_kernel`` one kernel, without a GPU (tests/test_equations_ptx.py,
+PTX and ``ptx.compile_kernel`` one kernel, without a GPU (tests/test_equations_ptx.py,
 tests/test_cuda_backend.py). Without a GPU the kernels run in the CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1`` before numba is imported; tests/test_cuda_sim.py compares them with
-the CPU backend there). The losses run on the host for now (``losses.py``). The design is in
+the CPU backend there). The losses (``losses.py``) run on the device from the backend's
+``readout``, or on the host by the CPU's kernels from a host readout. The design is in
 docs/architecture.md, "CUDA backend". Needs the optional package ``numba-cuda``
 (``pip install -e ".[cuda]"``).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import types as pytypes
 
-_registered = False
+_registered: set = set()     # the primitives registered with the CUDA target so far
 
 
 def require_numba_cuda():
@@ -28,18 +29,19 @@ def require_numba_cuda():
     except ImportError as e:       # numba-cuda not installed
         raise ImportError("the CUDA target needs the package numba-cuda: "
                           "pip install -e \".[cuda]\"") from e
+    from ...model import neurons  # noqa: F401  (its host_and_kernel functions join PRIMITIVES)
     register_equations(overload)
     return cuda
 
 
 def register_equations(cuda_overload) -> None:
     """Register the model's primitives (``spikesim.model.primitives``) with the CUDA target's
-    ``overload``, once."""
-    global _registered
-    if not _registered:
-        from ...model.primitives import register_primitives
-        register_primitives(cuda_overload)
-        _registered = True
+    ``overload``, each once; one added to ``PRIMITIVES`` later is registered by the next call."""
+    from ...model.primitives import PRIMITIVES
+    for fn, typer in PRIMITIVES:
+        if fn not in _registered:
+            cuda_overload(fn, inline="always")(typer)
+            _registered.add(fn)
 
 
 @contextlib.contextmanager
@@ -78,3 +80,4 @@ def compile_equation(fn, argtypes, cc=(8, 0)) -> tuple:
     cuda = require_numba_cuda()
     with _target_device(cc):
         return cuda.compile_ptx(_caller(fn, len(argtypes)), tuple(argtypes), device=True, cc=cc)
+

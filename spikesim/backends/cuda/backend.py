@@ -6,8 +6,9 @@ bias), then the layer's persistent kernel (``alif_forward`` or ``integrator_forw
 Backward, last layer first: the layer's reverse-time kernel (``alif_backward`` or
 ``integrator_backward``), which writes dL/dI (T, B, N), then the weight gradients and the
 gradient to the layer below as products over it, and the per-neuron sums (``column_sums``).
-Parameters go to the device per call (they are small); the loss runs on the host
-(``losses.py``). Mirrors ``spikesim/backends/cpu/backend.py``.
+Parameters go to the device per call (they are small). The loss runs on the device from
+``readout`` (``losses.compute_device``), or on the host from a host readout (``losses.py``).
+Mirrors ``spikesim/backends/cpu/backend.py``.
 """
 from __future__ import annotations
 
@@ -144,7 +145,7 @@ class CudaBackend(Backend):
         """The layers' reverse-time kernels, last first; each layer's weight gradients, and the
         gradient dL/ds_t handed to the layer below, are products over its dL/dI (T, B, N)."""
         p, d = params, self.dtype
-        g = self._dev(g_out)
+        g = self._dev(g_out) if isinstance(g_out, np.ndarray) else g_out   # host or device
         on_u = cfg.loss.readout == "mem"        # the last layer's gradient: dL/du_t or dL/ds_t
         grads = {}
         for li in range(len(cfg.layers) - 1, -1, -1):
@@ -191,6 +192,17 @@ class CudaBackend(Backend):
         return grads
 
     # -- loss ------------------------------------------------------------------------------------
+    def readout(self, trace, kind: str):
+        """The readout the loss reads, on the device: the last layer's spikes (``kind`` "spike")
+        or membrane (T, B, C). Handed to ``loss``, it keeps the loss and its gradient on the
+        device."""
+        return trace.output_spikes_device if kind == "spike" else trace.output_mem_device
+
     def loss(self, kind, out, labels, start, carry=None, grad=False):
-        """On the host, by the CPU's loss kernels (``losses.py``)."""
-        return losses.compute(kind, out, labels, start, carry=carry, grad=grad)
+        """On the device when ``out`` is a device array (``readout``): ``losses.compute_device``,
+        whose gradient stays there for ``backward``; on the host, by the CPU's loss kernels, when
+        it is a host array (``trace.output_mem``, as ``Network.loss`` hands it today)."""
+        if isinstance(out, np.ndarray):
+            return losses.compute(kind, out, labels, start, carry=carry, grad=grad)
+        return losses.compute_device(kind, out, labels, start, carry=carry, grad=grad,
+                                     threads=self.block_threads)

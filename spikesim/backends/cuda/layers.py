@@ -79,7 +79,7 @@ from ...model.surrogates import (
     sg_smooth,
     smooth_spike,
 )
-from . import _target_device, require_numba_cuda
+from . import require_numba_cuda
 
 cuda = require_numba_cuda()
 
@@ -339,16 +339,3 @@ def signature(name: str, dtype, sp_type) -> tuple:
     }
     return sigs[name]
 
-
-def compile_kernel(name: str, dtype, cc=(8, 0)) -> str:
-    """PTX of kernel ``name`` for ``dtype`` (float32 or float64) and compute capability ``cc``,
-    by ``numba.cuda.compile_ptx``: no GPU needed, and it fails on what the simulator accepts
-    but the CUDA compiler does not (Python objects, untyped constructs, ...)."""
-    from numba import typeof
-
-    from ...model.config import SurrogateConfig
-    from ...model.surrogates import surrogate_consts
-    sp_type = typeof(surrogate_consts(SurrogateConfig(), dtype))
-    with _target_device(cc):
-        ptx, _ = cuda.compile_ptx(KERNELS[name], signature(name, dtype, sp_type), cc=cc)
-    return ptx

@@ -80,6 +80,16 @@ class CudaTrace:
     def output_spikes(self) -> np.ndarray | None:
         return self.layers[-1].s
 
+    @property
+    def output_mem_device(self):
+        """The last layer's membrane (T, B, C) on the device (a view of slots 1..T)."""
+        return self.layers[-1].u_dev[1:]
+
+    @property
+    def output_spikes_device(self):
+        last = self.layers[-1]
+        return last.s_dev[1:] if last.spiking else None
+
     def final_state(self, cfg) -> dict:
         """State after the last step, copied: the initial state of the next truncated chunk."""
         out = {}
