@@ -54,7 +54,10 @@ def plot_study(result: dict, path: str) -> bool:
         ax.legend(fontsize=6)
         ax.set_title("roofline", fontsize=8)
     else:
-        fig, axes = plt.subplots(len(sweeps), 4, figsize=(13, 2.8 * len(sweeps)), squeeze=False)
+        mem = any("memory" in p for sw in sweeps for p in sw["points"])
+        ncol = 5 if mem else 4
+        fig, axes = plt.subplots(len(sweeps), ncol, figsize=(3.25 * ncol, 2.8 * len(sweeps)),
+                                 squeeze=False)
         bw = max(ceil["copy_gbs_1thread"], ceil["copy_gbs_all"])
         for row, sw in zip(axes, sweeps):
             pts = sw["points"]
@@ -68,18 +71,57 @@ def plot_study(result: dict, path: str) -> bool:
                 row[1].loglog([x for x, _ in sel],
                               [p[key] / (p["batch"] * p["steps"]) * 1e6 for _, p in sel],
                               marker + "-", color=color, ms=4)
-            row[2].semilogx(xv, [p["achieved_gbs"] for p in pts], "o-", color="C0", ms=4)
+            row[2].loglog(xv, [p["achieved_gbs"] for p in pts], "o-", color="C0", ms=4)
             row[2].axhline(bw, color="k", lw=1)
-            row[2].text(xv[0], bw * 0.92, f"copy {bw:.0f} GB/s", fontsize=7, va="top")
+            row[2].text(xv[0], bw * 0.8, f"copy {bw:.0f} GB/s", fontsize=7, va="top")
             _roofline(row[3], pts, ceil, "sweep_value")
-            titles = ("s per step", "us per sample-step", "GB/s (model bytes)", "roofline")
+            if mem:
+                for key, name, color in (("full", "spikesim full BPTT", "C0"),
+                                         ("tbptt", "spikesim truncated", "C4"),
+                                         ("torch", "PyTorch autograd", "C2")):
+                    sel = [(x, p["memory"][key]["peak_bytes"] / 2 ** 20) for x, p in zip(xv, pts)
+                           if "peak_bytes" in (p.get("memory") or {}).get(key, {})]
+                    if sel:
+                        row[4].loglog(*zip(*sel), "o-", color=color, ms=4, label=name)
+                row[4].legend(fontsize=6)
+            titles = ("s per step", "us per sample-step", "GB/s (model bytes)", "roofline",
+                      "peak MiB of a step")
             for ax, t in zip(row, titles):
                 ax.set_title(f"{sw['config']}: {t}", fontsize=8)
                 ax.tick_params(labelsize=6)
-            for ax in row[:3]:
+            for ax in [*row[:3], *row[4:]]:
                 ax.set_xlabel(sw["axis"], fontsize=7)
+                ax.minorticks_off()
+                ax.set_xticks(xv)
+                ax.set_xticklabels([f"{v:g}" for v in xv])
             row[0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
+    _shrink(path)
     return True
+
+
+def _shrink(path):
+    """Re-save the PNG with a 64-colour palette (a third of the size; the plots have few
+    colours). Skipped where Pillow is missing."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(64)
+    small.save(path, optimize=True)
+
+
+def main(argv=None) -> int:
+    """``python -m validation.bench_plot STUDY.json PLOT.png``: plot a saved study again."""
+    import json
+    import sys
+    a = sys.argv[1:] if argv is None else argv
+    with open(a[0]) as f:
+        return 0 if plot_study(json.load(f), a[1]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
