@@ -196,13 +196,15 @@ def test_wide_rec_lif_strided_global_weights_spike_readout_batch_1(dtype):
 
 def test_wide_dense_layer_in_tiles_slayer_and_shared_weights():
     """A dense layer of 40 neurons split over two blocks (tiles) of 32 per sample, above a
-    recurrent ALIF layer of 33 (slayer surrogate) whose W_rec fits in shared memory."""
+    recurrent ALIF layer of 33 (slayer surrogate) whose W_rec fits in shared memory; the weight
+    gradients' and column sums' sums over the T B = 10 rows split into spans (split-K)."""
     cfg = NetworkConfig(n_in=3, layers=[
         LayerConfig(33, "rec", beta=1.8, b_j0=0.05, name="h", surrogate="slayer"),
         LayerConfig(40, "dense", beta=1.8, b_j0=0.05, name="d", surrogate="slayer"),
         LayerConfig(2, "integrator", name="out")], loss=LossConfig("ce_sum_softmax", start=0))
     x = _data(2, 5, 3, seed=3)
-    compare(cfg, x, np.array([0, 1]), np.float64, knobs={"block_threads": 32}, w_scale=4.0)
+    compare(cfg, x, np.array([0, 1]), np.float64, w_scale=4.0,
+            knobs={"block_threads": 32, "split_k_min": 4, "target_blocks": 1000})
 
 
 def test_smooth_mode_random_state_and_carry():
@@ -231,19 +233,27 @@ def test_the_comparison_fails_on_a_perturbed_parameter():
 
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
-def test_matmul_every_transpose_and_partial_tiles(ta, tb):
-    """C = op(A) op(B) (+ bias) on 4 x 4 tiles that M = 7, K = 9, N = 5 fill only in part."""
+@pytest.mark.parametrize("split", [False, True])
+def test_matmul_every_transpose_partial_tiles_and_split_k(ta, tb, split):
+    """C = op(A) op(B) (+ bias, unsplit) on 4 x 4 tiles that M = 7, K = 9, N = 5 fill only in
+    part; split: the sum over K in spans of 4 (3 spans, the last partial) added up by
+    sum_splits. Also the column sums, split and not."""
     be = CudaBackend(np.float64)
     be.tile = 4
+    if split:
+        be.split_k_min, be.target_blocks = 4, 1000
     rng = np.random.default_rng(0)
     M, K, N = 7, 9, 5
     A = rng.random((K, M) if ta else (M, K))
     B = rng.random((N, K) if tb else (K, N))
-    bias = rng.random(N)
+    bias = None if split else rng.random(N)
     C = be._cuda.device_array((M, N))
-    be._matmul(be._dev(A), be._dev(B), C, ta, tb, bias=be._dev(bias))
-    ref = (A.T if ta else A) @ (B.T if tb else B) + bias
+    be._matmul(be._dev(A), be._dev(B), C, ta, tb, bias=None if split else be._dev(bias))
+    ref = (A.T if ta else A) @ (B.T if tb else B) + (0 if split else bias)
     assert_same("C", C.copy_to_host(), ref, 1e-14)
+    if split:
+        assert be._splits(1, K) == (3, 4)
+    assert_same("column sums", be._column_sums(be._dev(A)), A.sum(0), 1e-14)
 
 
 def test_device_loss_checks_its_arguments():

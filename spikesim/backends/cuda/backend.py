@@ -41,8 +41,9 @@ class CudaBackend(Backend):
     """``block_threads``: the most threads per block of the layer kernels (a recurrent layer
     wider than that has each thread own several neurons); ``shared_bytes``: the shared memory a
     recurrent layer's block may use, W_rec staying in global memory where it does not fit;
-    ``tile``: the side of ``matmul``'s blocks. The tests set them small, to run every path of
-    the kernels at tiny sizes under the simulator."""
+    ``tile``: the side of ``matmul``'s blocks; ``target_blocks``, ``split_k_min``: how sums over
+    many rows are split into spans (``_splits``). The tests set them small, to run every path
+    of the kernels at tiny sizes under the simulator."""
     name = "cuda"
 
     def __init__(self, dtype):
@@ -51,6 +52,8 @@ class CudaBackend(Backend):
         self.block_threads = 256
         self.shared_bytes = self._k.SHARED_BYTES
         self.tile = self._k.TILE
+        self.target_blocks = 264        # ~2 per SM of the largest GPUs (132 SMs)
+        self.split_k_min = 256          # the least length of a span of a split sum
 
     # -- helpers ---------------------------------------------------------------------------------
     def _dev(self, a):
@@ -82,24 +85,50 @@ class CudaBackend(Backend):
             return ring + N * N * item, True
         return ring, False
 
+    def _splits(self, blocks, K):
+        """(spans, span length) of a sum over K values computed by ``blocks`` blocks per span:
+        enough spans to give the GPU about ``target_blocks`` blocks, each span at least
+        ``split_k_min`` long (a whole number of tiles)."""
+        want = max(1, min(math.ceil(K / self.split_k_min), math.ceil(self.target_blocks / blocks)))
+        t = self.tile
+        chunk = t * math.ceil(math.ceil(K / want) / t)
+        return max(1, math.ceil(K / chunk)), chunk
+
+    def _sum_splits(self, P, C):
+        n = C.shape[0] * C.shape[1]
+        threads = min(self.block_threads, n)
+        self._k.sum_splits[math.ceil(n / threads), threads](P, C)
+        return C
+
     def _matmul(self, A, B, C, ta=False, tb=False, bias=None):
-        """C (M, N) = op(A) op(B) (+ bias): the tiled product of ``layers.matmul``."""
+        """C (M, N) = op(A) op(B) (+ bias): ``layers.matmul`` over spans of the sum's axis K
+        (split-K; none with a bias), then ``layers.sum_splits``."""
         t = self.tile
         M, N = C.shape
-        grid = (math.ceil(N / t), math.ceil(M / t))
+        K = A.shape[0] if ta else A.shape[1]
+        blocks = math.ceil(N / t) * math.ceil(M / t)
+        splits, chunk = (1, max(K, 1)) if bias is not None else self._splits(blocks, K)
+        P = (C.reshape(1, M, N) if splits == 1
+             else self._cuda.device_array((splits, M, N), self.dtype))
         has_bias = bias is not None
         if bias is None:
             bias = self._zeros(1)
-        self._k.matmul[grid, (t, t), 0, 2 * t * t * self.dtype.itemsize](
-            A, B, C, ta, tb, bias, has_bias, self.dtype.type(0))
-        return C
+        self._k.matmul[(math.ceil(N / t), math.ceil(M / t), splits), (t, t), 0,
+                       2 * t * t * self.dtype.itemsize](
+            A, B, P, ta, tb, bias, has_bias, self.dtype.type(0), chunk)
+        return C if splits == 1 else self._sum_splits(P, C)
 
     def _column_sums(self, A):
-        out = self._cuda.device_array(A.shape[1], self.dtype)
-        n = A.shape[1]
+        """The sums over the rows of A (R, n), on the host (n,): ``layers.column_sums`` over
+        spans of rows, then ``sum_splits``."""
+        R, n = A.shape
         threads = min(self.block_threads, WARP * math.ceil(n / WARP))
-        self._k.column_sums[math.ceil(n / threads), threads](A, out, self.dtype.type(0))
-        return out.copy_to_host()
+        splits, rows = self._splits(math.ceil(n / threads), R)
+        P = self._cuda.device_array((splits, n), self.dtype)
+        self._k.column_sums[(math.ceil(n / threads), splits), threads](A, P, rows,
+                                                                       self.dtype.type(0))
+        out = self._cuda.device_array((1, n), self.dtype)
+        return self._sum_splits(P.reshape(splits, 1, n), out).copy_to_host()[0]
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, cfg, params, consts, x, state) -> CudaTrace:

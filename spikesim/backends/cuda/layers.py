@@ -258,61 +258,83 @@ def _integrator_backward(g_ext, u, alpha, oma, ioma, gI, gu_n, ga):
 
 
 # -- products and reductions ------------------------------------------------------------------
-def _matmul(A, B, C, ta, tb, bias, add_bias, zero):
-    """C (M, N) = op(A) op(B) (+ bias (N,) when ``add_bias``), op(A) (M, K) = A or A^T (``ta``),
-    op(B) (K, N) = B or B^T (``tb``). A square block of tile = blockDim.x threads a side (``TILE``
-    on a GPU; smaller under the simulator, which runs a thread per Python thread) computes a
-    tile of C: x along C's columns (coalesced stores), y along its rows; the K axis goes through
-    shared memory a tile of each factor at a time (dynamic shared memory: 2 tile^2 values),
-    padded with zeros at the edges. (No split over K yet: a small C over a long K, such as
-    dW_rec (N, N) summed over T B rows, keeps few blocks busy.)"""
-    sh = cuda.shared.array(0, dtype=C.dtype)
-    M, N = C.shape
+def _matmul(A, B, P, ta, tb, bias, add_bias, zero, kchunk):
+    """P[z] (M, N) = op(A) op(B) over the z-th span of kchunk values of the sum's axis K
+    (z = blockIdx.z; ``sum_splits`` adds the spans up), plus bias (N,) when ``add_bias`` (one
+    span only). op(A) (M, K) = A or A^T (``ta``), op(B) (K, N) = B or B^T (``tb``).
+    A square block of tile = blockDim.x threads a side (``TILE`` on a GPU; smaller under the
+    simulator, which runs a thread per Python thread) computes a tile of P[z]: x along its
+    columns (coalesced stores), y along its rows; the span goes through shared memory a tile of
+    each factor at a time (dynamic shared memory: 2 tile^2 values), padded with zeros at the
+    edges. Why spans (split-K): a weight gradient is a small matrix summed over T B rows (dW_rec
+    (N, N) over ~10^4-10^5 rows), which in one span would keep a handful of blocks busy."""
+    sh = cuda.shared.array(0, dtype=P.dtype)
+    M, N = P.shape[1], P.shape[2]
     K = A.shape[0] if ta else A.shape[1]
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     tile = cuda.blockDim.x
-    m, n = cuda.blockIdx.y * tile + ty, cuda.blockIdx.x * tile + tx     # this thread's C[m, n]
+    z = cuda.blockIdx.z
+    k_lo = z * kchunk
+    k_hi = min(K, k_lo + kchunk)
+    m0, n0 = cuda.blockIdx.y * tile, cuda.blockIdx.x * tile
+    m, n = m0 + ty, n0 + tx             # this thread's P[z, m, n]
     B0 = tile * tile
     acc = zero
-    m0, n0 = cuda.blockIdx.y * tile, cuda.blockIdx.x * tile
-    for k0 in range(0, K, tile):
+    for k0 in range(k_lo, k_hi, tile):
         # sh[r * tile + c] = op(A)[m0 + r, k0 + c], sh[B0 + r * tile + c] = op(B)[k0 + r, n0 + c];
         # consecutive threads (x) read consecutive addresses of A and B in every case: a
         # transposed factor is read along its rows and stored transposed
         if ta:
-            v = A[k0 + ty, m0 + tx] if k0 + ty < K and m0 + tx < M else zero
+            v = A[k0 + ty, m0 + tx] if k0 + ty < k_hi and m0 + tx < M else zero
             sh[tx * tile + ty] = v
         else:
-            sh[ty * tile + tx] = A[m0 + ty, k0 + tx] if m0 + ty < M and k0 + tx < K else zero
+            v = A[m0 + ty, k0 + tx] if m0 + ty < M and k0 + tx < k_hi else zero
+            sh[ty * tile + tx] = v
         if tb:
-            v = B[n0 + ty, k0 + tx] if n0 + ty < N and k0 + tx < K else zero
+            v = B[n0 + ty, k0 + tx] if n0 + ty < N and k0 + tx < k_hi else zero
             sh[B0 + tx * tile + ty] = v
         else:
-            sh[B0 + ty * tile + tx] = B[k0 + ty, n0 + tx] if k0 + ty < K and n0 + tx < N else zero
+            v = B[k0 + ty, n0 + tx] if k0 + ty < k_hi and n0 + tx < N else zero
+            sh[B0 + ty * tile + tx] = v
         cuda.syncthreads()
         for kk in range(tile):
             acc += sh[ty * tile + kk] * sh[B0 + kk * tile + tx]
         cuda.syncthreads()
     if m < M and n < N:
         if add_bias:
-            C[m, n] = acc + bias[n]
+            P[z, m, n] = acc + bias[n]
         else:
-            C[m, n] = acc
+            P[z, m, n] = acc
 
 
-def _column_sums(A, out, zero):
-    """out[j] = sum over rows r of A[r, j], in row order (one thread per column: coalesced)."""
-    j = cuda.grid(1)
+def _column_sums(A, P, rows, zero):
+    """P[z, j] = sum of A[r, j] over the z-th span of ``rows`` rows (z = blockIdx.y), in row
+    order; one thread per column (coalesced), ``sum_splits`` adds the spans up."""
+    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    z = cuda.blockIdx.y
     if j < A.shape[1]:
         acc = zero
-        for r in range(A.shape[0]):
+        for r in range(z * rows, min(A.shape[0], (z + 1) * rows)):
             acc += A[r, j]
-        out[j] = acc
+        P[z, j] = acc
+
+
+def _sum_splits(P, C):
+    """C[m, n] = sum over z of P[z, m, n], in z order (one thread per element): the spans of
+    ``matmul`` or ``column_sums`` added up in a fixed order, so results are deterministic."""
+    i = cuda.grid(1)
+    M, N = C.shape
+    if i < M * N:
+        m, n = i // N, i % N
+        acc = P[0, m, n]
+        for z in range(1, P.shape[0]):
+            acc += P[z, m, n]
+        C[m, n] = acc
 
 
 KERNELS = {"alif_forward": _alif_forward, "alif_backward": _alif_backward,
            "integrator_forward": _integrator_forward, "integrator_backward": _integrator_backward,
-           "matmul": _matmul, "column_sums": _column_sums}
+           "matmul": _matmul, "column_sums": _column_sums, "sum_splits": _sum_splits}
 
 alif_forward = cuda.jit(_alif_forward)
 alif_backward = cuda.jit(_alif_backward)
@@ -320,6 +342,7 @@ integrator_forward = cuda.jit(_integrator_forward)
 integrator_backward = cuda.jit(_integrator_backward)
 matmul = cuda.jit(_matmul)
 column_sums = cuda.jit(_column_sums)
+sum_splits = cuda.jit(_sum_splits)
 
 
 def signature(name: str, dtype, sp_type) -> tuple:
@@ -334,8 +357,9 @@ def signature(name: str, dtype, sp_type) -> tuple:
                           a3, a2, a2, a2, a2, a2),
         "integrator_forward": (a3, a3, a1, a1),
         "integrator_backward": (a3, a3, a1, a1, a1, a3, a2, a2),
-        "matmul": (a2, a2, a2, bo, bo, a1, bo, f),
-        "column_sums": (a2, a1, f),
+        "matmul": (a2, a2, a3, bo, bo, a1, bo, f, types.int64),
+        "column_sums": (a2, a2, types.int64, f),
+        "sum_splits": (a3, a2),
     }
     return sigs[name]
 
