@@ -269,6 +269,38 @@ def test_device_loss_checks_its_arguments():
         losses.compute_device("mse", out, np.zeros(2, np.int64), 0)
 
 
+
+@pytest.mark.parametrize("kind", ["ce_sum_softmax", "nll_per_step"])
+def test_truncated_bptt_training_steps_match(kind):
+    """The trainer's ``train_step`` with truncated BPTT (chunks of 3 of 7 steps, an Adam update
+    after each, the state and the summed readout carried across) on both backends: the same
+    losses, accuracies, firing rates and parameters after the updates."""
+    from spikesim.train.optim import Optimizer
+    from spikesim.train.trainer import train_step
+    cfg = NetworkConfig(n_in=4, layers=[
+        LayerConfig(11, "rec", beta=1.8, b_j0=0.05, name="h"),
+        LayerConfig(3, "integrator", name="out")], loss=LossConfig(kind, start=1))
+    x = _data(2, 7, 4, seed=7)
+    y = (np.random.default_rng(8).integers(0, 3, (2, 7)) if kind == "nll_per_step"
+         else np.array([2, 0]))
+    out = []
+    for backend in ("cpu", "cuda"):
+        net = Network(cfg, seed=1, backend=backend, dtype=np.float64)
+        for k in net.params:
+            if k.endswith("W_in"):
+                net.params[k] *= 2.0
+        if backend == "cuda":
+            net.backend.tile, net.backend.block_threads = 8, 16
+        opt = Optimizer(net.params, lr=1e-2)
+        res = train_step(net, opt, x, y, None, tbptt=3)
+        out.append((res, net.params))
+    (l0, c0, n0, f0), p0 = out[0]
+    (l1, c1, n1, f1), p1 = out[1]
+    assert l1 == pytest.approx(l0, rel=1e-10) and (c1, n1) == (c0, n0)
+    assert f0[0] > 0 and f1[0] == pytest.approx(f0[0], rel=1e-10)
+    for k in p0:
+        assert_same(k, p1[k], p0[k], 1e-10)
+
 def test_zz_every_kernel_was_launched_with_its_ptx_signature():
     """Runs last: every kernel of layers.py and losses.py was launched by the tests above, each
     launch with the argument types that tests/test_cuda_backend.py compiles to PTX."""
