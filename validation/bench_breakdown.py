@@ -32,7 +32,7 @@ from spikesim.train.trainer import train_step
 LR = 1e-3
 
 
-class _Step:
+class TrainingStep:
     """One training step of (net, x, labels), run again and again from the same parameters."""
 
     def __init__(self, net, x, labels, tbptt=None):
@@ -54,7 +54,7 @@ class _Step:
 def time_train_step(net, x, labels, tbptt=None, repeats: int = 5, warmup: int = 1) -> dict:
     """Seconds per step of ``train_step``: {median_s, min_s, times, rates} (rates: each layer's
     firing rate over the step, as train_step reports it)."""
-    step = _Step(net, x, labels, tbptt)
+    step = TrainingStep(net, x, labels, tbptt)
     ts, rates = [], None
     with net.session():
         for i in range(warmup + repeats):
@@ -100,7 +100,7 @@ def kernel_timing(sink: list):
         cpu_backend.kernel_timer = None
 
 
-def _one_breakdown(step: _Step) -> tuple:
+def _one_breakdown(step: TrainingStep) -> tuple:
     """(total seconds, {part: seconds}) of one instrumented step."""
     net, cfg = step.net, step.net.config
     walls = defaultdict(float)
@@ -141,7 +141,7 @@ def breakdown(net, x, labels, tbptt=None, repeats: int = 3) -> dict:
     """The per-kernel breakdown of ``train_step``, averaged over ``repeats`` instrumented steps
     (after one plain warm-up step): {total_s, parts: [{part, seconds, share}], repeats}. The
     parts' seconds sum to total_s (the mean instrumented step)."""
-    step = _Step(net, x, labels, tbptt)
+    step = TrainingStep(net, x, labels, tbptt)
     with net.session():
         step.reset()
         step()

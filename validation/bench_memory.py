@@ -71,15 +71,15 @@ def _measure(run_step) -> dict:
 def _child_spikesim(spec: ProblemSpec, tbptt) -> dict:
     import numpy as np
 
-    from validation.bench_breakdown import _Step
+    from validation.bench_breakdown import TrainingStep
     from validation.bench_counts import step_counts
     tiny = with_overrides(spec, batch=min(spec.batch, 4), steps=min(spec.steps, 24))
     tnet, tx, ty = build(tiny)
     with tnet.session():
-        _Step(tnet, tx, ty, tbptt and min(tbptt, 8))()
+        TrainingStep(tnet, tx, ty, tbptt and min(tbptt, 8))()
     del tnet, tx, ty
     net, x, labels = build(spec)
-    step = _Step(net, x, labels, tbptt)
+    step = TrainingStep(net, x, labels, tbptt)
     out = {}
 
     def run():
