@@ -96,12 +96,13 @@ def test_without_numba_cuda_the_backend_names_the_package():
 
 @pytest.mark.skipif(SIM, reason="already in the simulator: tests/test_cuda_sim.py runs directly")
 def test_kernels_match_the_cpu_backend_in_the_simulator():
-    """tests/test_cuda_sim.py in a process with the simulator on (under a minute)."""
+    """tests/test_cuda_sim.py, and the device check tests/test_cuda_gpu.py at tiny sizes, in a
+    process with the simulator on (under a minute)."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/test_cuda_sim.py"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=900)
+                          "tests/test_cuda_sim.py", "tests/test_cuda_gpu.py"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=900)
     tail = (out.stdout + out.stderr)[-6000:]
     assert out.returncode == 0, tail
     m = re.search(r"(\d+) passed", out.stdout)
-    assert m and int(m.group(1)) >= 19 and "skipped" not in out.stdout, tail
+    assert m and int(m.group(1)) >= 23 and "skipped" not in out.stdout, tail
