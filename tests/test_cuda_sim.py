@@ -301,6 +301,23 @@ def test_truncated_bptt_training_steps_match(kind):
     for k in p0:
         assert_same(k, p1[k], p0[k], 1e-10)
 
+
+def test_nan_input_and_nan_state_are_refused():
+    """As on the CPU: NaN in the input is refused before any launch, and NaN that reaches a
+    layer's membrane (here from the initial state) after the forward pass."""
+    cfg = NetworkConfig(n_in=2, layers=[LayerConfig(3, "rec", name="h"),
+                                        LayerConfig(2, "integrator", name="out")],
+                        loss=LossConfig("nll_per_step"))
+    net = Network(cfg, dtype=np.float64, backend="cuda")
+    x = np.zeros((1, 2, 2))
+    x[0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        net.forward(x)
+    state = initial_state(cfg, 1, np.float64)
+    state["h"][0][0, 1] = np.inf
+    with pytest.raises(ValueError, match="layer 'h' produced NaN or inf"):
+        net.forward(np.zeros((1, 2, 2)), state)
+
 def test_zz_every_kernel_was_launched_with_its_ptx_signature():
     """Runs last: every kernel of layers.py and losses.py was launched by the tests above, each
     launch with the argument types that tests/test_cuda_backend.py compiles to PTX."""

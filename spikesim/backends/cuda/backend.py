@@ -165,7 +165,7 @@ class CudaBackend(Backend):
                 self._k.integrator_forward[grid, threads](I, u, alpha, oma)
                 trace.layers.append(CudaLayerTrace(xin, n_in, u))
         for layer, tr in zip(cfg.layers, trace.layers):
-            if not np.isfinite(tr.u_dev[-1].copy_to_host()).all():   # NaN/inf persist in u
+            if not np.isfinite(tr.u_dev[T].copy_to_host()).all():    # NaN/inf persist in u
                 raise ValueError(f"layer {layer.name!r} produced NaN or inf")
         return trace
 

@@ -94,9 +94,10 @@ class CudaTrace:
         """State after the last step, copied: the initial state of the next truncated chunk."""
         out = {}
         for layer, tr in zip(cfg.layers, self.layers):
-            u = tr.u_dev[-1].copy_to_host()
-            s = tr.s_dev[-1].copy_to_host() if tr.spiking else np.zeros_like(u)
-            b = tr.b_dev[-1].copy_to_host() if tr.spiking else np.full_like(u, layer.b_j0)
+            T = tr.u_dev.shape[0] - 1       # slot T: the state after the last step
+            u = tr.u_dev[T].copy_to_host()
+            s = tr.s_dev[T].copy_to_host() if tr.spiking else np.zeros_like(u)
+            b = tr.b_dev[T].copy_to_host() if tr.spiking else np.full_like(u, layer.b_j0)
             out[layer.name] = (u, s, b)
         return out
 
