@@ -184,3 +184,14 @@ def test_default_bench_records_carry_the_manifest(tmp_path):
     for key in ("median_s", "gflop", "machine", "versions", "git_commit", "loadavg"):
         assert key in rec
     assert rec["machine"]["cores"] >= 1 and rec["reference_median_s"] is None
+
+
+def test_which_options_start_a_study():
+    from spikesim.cli import build_parser
+    from validation.bench import is_study
+    parse = build_parser().parse_args
+    assert not is_study(parse(["bench", "--config", "ecg", "--torch-threads", "1"]))
+    for extra in (["--rate", "0.1"], ["--tbptt", "50"], ["--sweep", "batch=2"], ["--memory"],
+                  ["--layers", "rec:4"], ["--breakdown"], ["--dtype", "float64"]):
+        assert is_study(parse(["bench", *extra]))
+

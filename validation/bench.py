@@ -37,7 +37,8 @@ __all__ = ["configs", "dense_gflop", "make_problem", "time_step", "bench_one", "
            "add_args", "run", "machine"]
 
 
-def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool = True) -> dict:
+def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool = True,
+              torch_threads: int | None = None) -> dict:
     cfg, B, T, _, _ = configs()[name]
     net, x, labels = make_problem(name)
     with compute_threads():
@@ -57,15 +58,16 @@ def bench_one(name: str, repeats: int = 7, reference: bool = True, torch: bool =
     else:
         rec["reference_median_s"] = None
     if torch:
-        t = torch_time(name, max(3, repeats // 2))
+        t = torch_time(name, max(3, repeats // 2), torch_threads)
         if t is not None:
             rec["torch_median_s"] = t["median_s"]
             rec["torch_version"] = t.get("torch")
+            rec["torch_threads"] = t.get("threads")
             rec["speedup_vs_torch"] = t["median_s"] / rec["median_s"]
     return rec
 
 
-def torch_time(name: str, repeats: int):
+def torch_time(name: str, repeats: int, threads: int | None = None):
     """PyTorch eager autograd on the same problem, in a fresh process (sharing a process with
     Numba's and our thread pools made PyTorch's OpenMP threads ten times slower); None where
     PyTorch is not installed."""
@@ -73,7 +75,7 @@ def torch_time(name: str, repeats: int):
     if not torch_reference.torch_available():
         return None
     code = ("import json; from validation.torch_reference import time_step; "
-            f"print(json.dumps(time_step({name!r}, repeats={int(repeats)})))")
+            f"print(json.dumps(time_step({name!r}, repeats={int(repeats)}, threads={threads!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if out.returncode != 0:
@@ -93,7 +95,7 @@ def machine() -> dict:
 
 
 STUDY_OPTIONS = ("layers", "n_in", "loss", "batch", "steps", "dtype", "density", "rate",
-                 "tbptt", "breakdown", "sweep", "memory", "plot")
+                 "tbptt", "breakdown", "sweep", "memory", "plot")      # not --torch-threads
 
 
 def is_study(args) -> bool:
@@ -105,6 +107,7 @@ def run(args) -> int:
     if is_study(args):
         from validation.bench_study import run_study
         args.reference, args.torch = not args.no_reference, not args.no_torch
+        args.torch_threads = args.torch_threads or 1
         try:
             return run_study(args)
         except ValueError as e:
@@ -123,7 +126,7 @@ def run(args) -> int:
     records = []
     for name in names:
         r = bench_one(name, args.repeats, not args.no_reference,
-                      not getattr(args, "no_torch", False))
+                      not getattr(args, "no_torch", False), getattr(args, "torch_threads", None))
         r.update(peak_gflops=peak, fraction_of_peak=r["gflops"] / peak, date=date, machine=info,
                  machine_detail=meta["machine"], versions=meta["versions"],
                  git_commit=meta["git_commit"], git_dirty=meta["git_dirty"],
@@ -192,10 +195,10 @@ def add_args(p):
     g.add_argument("--memory", action="store_true",
                    help="peak memory of a step, each in a fresh process (full BPTT, --tbptt "
                         "if given, PyTorch where installed) (default: off)")
-    g.add_argument("--torch-threads", type=int, default=1,
-                   help="PyTorch threads in studies; more threads than free cores slow "
-                        "PyTorch's OpenMP many times over on a shared machine "
-                        "(default: %(default)s)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="PyTorch threads; more threads than free cores slow PyTorch's OpenMP "
+                        "many times over on a shared machine (default: 1 in studies, all "
+                        "cores in the fixed benchmark, as its records always had)")
     g.add_argument("--seed", type=int, default=0,
                    help="problem seed in studies (default: %(default)s)")
     return p

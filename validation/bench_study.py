@@ -177,11 +177,16 @@ HEADER = (f"{'config':8s} {'value':>7s} {'median s':>9s} {'us/smp-step':>11s} {'
           f"{'GB/s':>6s} {'GFLOP/s':>8s} {'AI':>6s} {'ref s':>7s} {'torch s':>8s} {'mem MiB':>8s}")
 
 
+def _num(v, width: int, digits: int) -> str:
+    """``v`` in a column of ``width``; a dash where it was not measured (None)."""
+    return f"{v:{width}.{digits}f}" if v is not None else f"{'-':>{width}s}"
+
+
 def format_point(rec: dict, value="") -> str:
     rates = "/".join(f"{r:.3f}" for r in rec["firing_rates"] if r is not None)
     flag = "" if rec.get("rate_reached") is not False else " RATE NOT REACHED"
     mem = _mib(rec, "tbptt" if rec.get("tbptt") else "full")
-    f = lambda v, w, p: f"{v:{w}.{p}f}" if v is not None else f"{'-':>{w}s}"  # noqa: E731
+    f = _num
     return (f"{rec['config']:8s} {str(value):>7s} {rec['median_s']:9.4f} "
             f"{rec['per_sample_step_s'] * 1e6:11.3f} {rates:>17s} {rec['achieved_gbs']:6.1f} "
             f"{rec['achieved_gflops']:8.1f} {rec['intensity']:6.1f} "
@@ -249,6 +254,8 @@ def run_study(args) -> int:
                 rec["sweep_value"] = v
                 sw["points"].append(rec)
                 print(format_point(rec, v), flush=True)
+                if "breakdown" in rec:
+                    print(format_breakdown(rec))
                 if "memory" in rec:
                     print(format_memory(rec))
             result["sweeps"].append(sw)
