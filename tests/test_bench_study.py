@@ -195,3 +195,10 @@ def test_which_options_start_a_study():
                   ["--layers", "rec:4"], ["--breakdown"], ["--dtype", "float64"]):
         assert is_study(parse(["bench", *extra]))
 
+
+
+def test_list_probe_builds_the_same_lists_every_way():
+    from validation.bench_list_probe import probe
+    r = probe(B=4, T=10, N=40, density=0.1, repeats=1)     # raises if any mode's lists differ
+    assert r["entries"] > 0 and all(r[k] > 0 for k in ("vcompress", "vcompress_if_any",
+                                                         "bit_loop"))
