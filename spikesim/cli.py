@@ -1,4 +1,6 @@
-"""The ``spikesim`` command: demo | gradcheck | bench | train TASK | eval TASK | energy TASK.
+"""spikesim: train, evaluate, validate and benchmark spiking recurrent networks.
+
+The command line: demo | gradcheck | bench | sweep | train TASK | eval TASK | energy TASK.
 
 Each task module (``spikesim.tasks.<name>``) provides ``add_<verb>_args(parser, name)`` and
 ``run_<verb>(args)`` for the verbs train, eval and energy.
@@ -7,12 +9,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
-from pathlib import Path
 
+from . import options
 from .tasks import TASKS, task_module
+
+
+def _finish_help(parser):
+    """End every option's help with its default (argparse shows choices in the metavar)."""
+    for action in parser._actions:
+        default = action.default
+        unset = any(default is v for v in (None, False, argparse.SUPPRESS))
+        if (action.option_strings and not unset and not isinstance(default, list)
+                and "%(default)" not in (action.help or "") and action.help != argparse.SUPPRESS):
+            action.help = f"{action.help or ''} (default: %(default)s)".strip()
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _finish_help(sub)
 
 
 def _task_module(name):
@@ -35,6 +49,7 @@ def cmd_demo(args) -> int:
     """Train a small SRNN on the built-in delayed-cue task and report test accuracy."""
     from .network import Network
     from .tasks import synthetic
+    from .train import manifest
     from .train.evaluate import evaluate
     from .train.trainer import Trainer
 
@@ -53,9 +68,9 @@ def cmd_demo(args) -> int:
     print(f"test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['count']}), "
           f"hidden firing rate {res['firing_rates'][0]:.3f}, {time.time() - t0:.1f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"task": "delayed_cue", "accuracy": res["accuracy"],
-                                               "n_samples": res["n_samples"], "seed": args.seed,
-                                               "epochs": cfg.epochs}, indent=1))
+        manifest.write_result(args.json, {"task": "delayed_cue", "accuracy": res["accuracy"],
+                                           "n_samples": res["n_samples"], "seed": args.seed,
+                                           "epochs": cfg.epochs}, args.seed)
     return 0
 
 
@@ -64,12 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="train on the built-in synthetic delayed-cue task")
-    d.add_argument("--epochs", type=int, default=10)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default=None, help="folder for checkpoints and history (optional)")
-    d.add_argument("--resume", action="store_true")
+    d.add_argument("--epochs", type=options.positive_int, default=10)
+    options.add_run_args(d, "folder for checkpoints and history (optional)", required=False)
     d.add_argument("--json", default=None, help="write the result as JSON here")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("gradcheck", help="finite-difference and reference checks of every gradient")
@@ -104,19 +116,38 @@ def build_parser() -> argparse.ArgumentParser:
                 getattr(_task_module(name), f"add_{verb}_args")(tp, name)
             except SystemExit:
                 tp.set_defaults(func=lambda a: _task_module(a.task))
+    _finish_help(p)
     return p
+
+
+def _command_name(args) -> str:
+    return " ".join(["spikesim", args.command] + ([args.task] if getattr(args, "task", None)
+                                                  else []))
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    name = _command_name(args)
+    try:        # every output path, before any work starts
+        created = options.check_outputs(args, training=args.command in ("train", "demo"))
+    except options.OptionError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    rc = 1
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        return rc
     except KeyboardInterrupt:
         print("interrupted; a run with --out can be continued with --resume", file=sys.stderr)
-        return 130
+        rc = 130
+        return rc
     except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"spikesim: error: {e}", file=sys.stderr)
-        return 2
+        print(f"{name}: error: {e}", file=sys.stderr)
+        rc = 2
+        return rc
+    finally:
+        if rc != 0:
+            options.remove_if_empty(created)
 
 
 if __name__ == "__main__":

@@ -80,10 +80,27 @@ def check_params(cfg: NetworkConfig, params: dict, dtype=None) -> dict:
         if dtype is not None and v.dtype != dtype:
             raise TypeError(
                 f"parameter {name} has dtype {v.dtype}, the network runs in {np.dtype(dtype)}")
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"parameter {name} contains NaN or inf")
         out[name] = v
+    check_param_values(out)
     return out
+
+
+def check_param_values(params: dict) -> None:
+    """Every parameter finite and every time constant (``*.tau_m``, ``*.tau_adp``) positive,
+    or a ValueError naming the tensor and its first bad element. Run on every forward pass:
+    a parameter made NaN or a time constant driven to 0 by an update would otherwise give
+    NaN gradients, or a finite loss from a decay above 1, without a word."""
+    for name, v in params.items():
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = np.unravel_index(int(np.argmax(bad)), v.shape)
+            raise ValueError(f"parameter {name} contains NaN or inf ({int(bad.sum())} of "
+                             f"{v.size} values; the first at index {tuple(map(int, i))}: {v[i]})")
+        if name.endswith((".tau_m", ".tau_adp")) and not (v > 0).all():
+            i = np.unravel_index(int(np.argmax(v <= 0)), v.shape)
+            raise ValueError(f"parameter {name} holds time constants <= 0 ({int((v <= 0).sum())}"
+                             f" of {v.size}; the first at index {tuple(map(int, i))}: {v[i]}); "
+                             "time constants must be positive")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,6 +204,7 @@ class Network:
         returns the backend's trace."""
         x = self._check_input(x)
         state = self._check_state(state, x.shape[0])
+        check_param_values(self.params)
         return self.backend.forward(self.config, self.params, self.layer_consts(), x, state)
 
     def backward(self, trace, g_out: np.ndarray) -> dict:

@@ -50,9 +50,12 @@ def _save(fig, path) -> Path:
     return path
 
 
-def learning_curves(history, path):
+def learning_curves(history, path, selected_epoch: int | None = None,
+                    selected_by: str = "selected"):
     """Train/validation loss and accuracy per epoch from Trainer history dicts (keys epoch,
-    train_loss, train_acc, and, when there was a validation set, val_loss, val_acc)."""
+    train_loss, train_acc, and, when there was a validation set, val_loss, val_acc).
+    ``selected_epoch``: the epoch whose model was kept (``selected_by`` says by what rule), drawn
+    as a vertical line with its accuracies in the legend."""
     if not have_matplotlib():
         return None
     history = list(history or [])
@@ -65,27 +68,41 @@ def learning_curves(history, path):
         a.plot(ep, [h.get(f"train_{key}", np.nan) for h in history], label="train")
         if any(f"val_{key}" in h for h in history):
             a.plot(ep, [h.get(f"val_{key}", np.nan) for h in history], label="validation")
+        sel = next((h for h in history if h["epoch"] == selected_epoch), None)
+        if sel is not None:
+            vals = ", ".join(f"{k} {sel[f'{k}_{key}']:.4g}" for k in ("train", "val")
+                             if sel.get(f"{k}_{key}") is not None)
+            a.axvline(selected_epoch, color="k", ls="--", lw=1,
+                      label=f"epoch {selected_epoch} ({selected_by}): {vals}")
         a.set_xlabel("epoch")
         a.set_ylabel(title)
         a.set_title(title)
         a.grid(alpha=0.3)
-        a.legend()
+        a.legend(fontsize="small")
     if any("val_loss" in h for h in history) and all(h.get("train_loss", 1) > 0 for h in history):
         ax[0, 0].set_yscale("log")
     return _save(fig, path)
 
 
-def _tau_items(params):
+def _tau_items(params, skip=()):
     return {k: np.asarray(v, float).ravel() for k, v in (params or {}).items()
-            if k.endswith(".tau_m") or k.endswith(".tau_adp")}
+            if (k.endswith(".tau_m") or k.endswith(".tau_adp")) and k not in skip}
 
 
-def tau_histograms(params_before, params_after, path):
+def unused_time_constants(config) -> set:
+    """The time-constant arrays a network holds but never uses: tau_adp of LIF layers (no
+    adaptation: beta = 0) and of non-spiking layers."""
+    return {f"{l.name}.tau_adp" for l in config.layers if not l.spiking or l.beta == 0}
+
+
+def tau_histograms(params_before, params_after, path, config=None):
     """Histograms of every ``*.tau_m`` and ``*.tau_adp`` array, before and after training
-    (one panel per array; either dict may be None)."""
+    (one panel per array; either dict may be None). With the network's ``config``, arrays the
+    network does not use are left out (:func:`unused_time_constants`)."""
     if not have_matplotlib():
         return None
-    before, after = _tau_items(params_before), _tau_items(params_after)
+    skip = unused_time_constants(config) if config is not None else set()
+    before, after = _tau_items(params_before, skip), _tau_items(params_after, skip)
     names = sorted(set(before) | set(after))
     if not names:
         raise ValueError("tau_histograms: no *.tau_m or *.tau_adp arrays in the parameters")

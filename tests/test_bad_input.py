@@ -46,10 +46,19 @@ def test_inf_input(net):
         net.forward(x)
 
 
-def test_layer_that_produces_nan_is_named(net):
-    """Parameters changed in place after construction (say by a diverged update) make the
-    membrane NaN; the forward pass names the layer rather than returning NaN quietly."""
+def test_parameter_made_nan_after_construction_is_named(net):
+    """A parameter changed in place after construction (say by a diverged update) is caught by
+    name before it can make the membrane NaN."""
     net.params["layer0.W_in"][0, 0] = np.nan
+    x = np.ones((2, 5, 3), np.float32)
+    with pytest.raises(ValueError, match=r"parameter layer0.W_in contains NaN or inf .*\(0, 0\)"):
+        net.forward(x)
+
+
+def test_layer_that_produces_nan_is_named(net):
+    """Finite parameters can still overflow the membrane: the forward pass names the layer
+    rather than returning inf or NaN quietly."""
+    net.params["layer0.W_in"][...] = 3e38
     x = np.ones((2, 5, 3), np.float32)
     with pytest.raises(ValueError, match="layer 'layer0' produced NaN or inf"):
         net.forward(x)

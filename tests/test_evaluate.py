@@ -55,8 +55,8 @@ def test_task_choices_map_onto_the_registry():
     assert ecg.preset_name("random", "nmi") == "random-nmi"
     assert ecg.preset_name("random", "icons") == "random-icons"
     assert smnist.preset_name("random", "pth") == "random-nmi2020"
-    assert smnist.preset_name("random", "ckpt") == "random-nmi"
-    assert smnist.preset_name("official") == "random-nmi"
+    assert smnist.preset_name("random", "ckpt") == "random-nmi-smnist"
+    assert smnist.preset_name("official") == "random-nmi-smnist"
     assert smnist.preset_name("official2020") == "random-nmi2020"
     for choices, fn in ((ecg.INIT_STATE_CHOICES, ecg.preset_name),
                         (smnist.INIT_STATE_CHOICES, smnist.preset_name)):
@@ -74,6 +74,14 @@ def test_preset_state_draws_the_state_then_the_sum():
         np.testing.assert_array_equal(st[layer.name][0], ref.random((2, layer.size)))
         np.testing.assert_array_equal(st[layer.name][1], ref.random((2, layer.size)))
     np.testing.assert_array_equal(carry, ref.random((2, 10)))
+    st, carry = preset_state(cfg, "random-nmi-smnist", 2, np.float64, np.random.default_rng(4))
+    ref = np.random.default_rng(4)
+    assert carry is None
+    for layer in cfg.layers:     # the later script: s = u ~ U[0,1) b_j0 in the hidden layers
+        u, s, b = st[layer.name]
+        np.testing.assert_array_equal(u, ref.random((2, layer.size)) * layer.b_j0)
+        np.testing.assert_array_equal(s, u if layer is not cfg.layers[-1] else 0 * u)
+        assert (b == layer.b_j0).all() and u.any()
     st, carry = preset_state(presets.ecg_config(), "random-nmi2020", 2, np.float64, rng)
     assert carry is None                          # a per-step loss has no sum
     assert state_spec("random-nmi2020") == {"mode": "random", "scale": 1.0, "spikes": True}

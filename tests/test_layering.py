@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: layer of each top-level part, lowest first; a module belongs to the longest prefix listed
 LAYERS = {
-    "spikesim": 0, "spikesim.errors": 0,
+    "spikesim": 0, "spikesim.errors": 0, "spikesim.options": 0,
     "spikesim.model": 1, "spikesim.data": 1, "spikesim.io": 1, "spikesim.metrics": 1,
     "spikesim.backends": 2,
     "spikesim.network": 3,

@@ -13,6 +13,8 @@ from spikesim.backends.cpu.simd import (
     LANES,
     at,
     compress16,
+    compress16_bits,
+    compress16_vcompress,
     is_aligned64,
     popcount,
     prefetch,
@@ -184,22 +186,31 @@ def test_neuron_equations_on_vectors_equal_the_scalar_code(dtype):
     assert math.isfinite(float(a.sum()))
 
 
-@njit
-def _compress(dst, p, src, s, w, m):
-    compress16(dst, p, src, s, w, m)
-    return popcount(m)
+def _compressor(store):
+    @njit
+    def run(dst, p, src, s, w, m):
+        store(dst, p, src, s, w, m)
+        return popcount(m)
+    return run
 
 
+_COMPRESSORS = {"vcompress": _compressor(compress16_vcompress),
+                "bits": _compressor(compress16_bits), "chosen": _compressor(compress16)}
+
+
+@pytest.mark.parametrize("kind", list(_COMPRESSORS))
 @pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
 @pytest.mark.parametrize("w", [16, 9, 1])
-def test_compress_stores_the_chosen_lanes_in_order_and_nothing_else(dtype, w):
+def test_compress_stores_the_chosen_lanes_in_order_and_nothing_else(dtype, w, kind):
+    """Both list builders (and the one this CPU uses) store exactly the chosen lanes."""
     rng = np.random.default_rng(w)
     src = (np.arange(40) * 3 + 1).astype(dtype)
     for _ in range(20):
         bits = rng.random(w) < 0.4
+        bits[rng.integers(w)] = _ % 2 == 0       # and a few rows of exactly one or none
         m = np.uint64(sum(1 << k for k in range(w) if bits[k]))
         dst = np.full(30, -5, dtype)
-        cnt = _compress(dst, 7, src, 11, w, m)
+        cnt = _COMPRESSORS[kind](dst, 7, src, 11, w, m)
         want = src[11:11 + w][bits]
         assert cnt == len(want)
         np.testing.assert_array_equal(dst[7:7 + cnt], want)

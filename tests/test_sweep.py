@@ -55,7 +55,7 @@ def test_grid_sweep_records_a_failure_and_resumes(tmp_path, capsys):
     assert status == {"lr=5e-3,seed=0": "done", "lr=5e-3,seed=1": "done",
                       "lr=-1,seed=0": "error", "lr=-1,seed=1": "error"}
     err = next(t for t in summary["trials"] if t["status"] == "error")
-    assert "lr must be positive" in err["error"] and "Traceback" in err["traceback"]
+    assert "--lr: must be a positive number" in err["error"] and "Traceback" in err["traceback"]
     good = next(r for r in summary["configs"] if r["config"] == "lr=5e-3")
     assert good["seeds"] == [0, 1] and good["val_acc"]["n"] == 2
     assert (out / "summary.md").exists() and (out / "summary.png").exists()

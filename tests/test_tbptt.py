@@ -100,3 +100,32 @@ def test_tbptt_short_chunks_run_and_sum_matches_forward():
     _, g_part, _, _ = part.loss_and_grad(x[:, :15], y, state=st)
     for k in g_part:
         np.testing.assert_allclose(g0[k], g_part[k], rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+def test_chunk_boundaries_of_the_official_script():
+    """The official S-MNIST script updates after the steps i = 100, 200, ..., 700 (counted
+    from 0) and at the end; spikesim's S-MNIST training does the same."""
+    from spikesim.tasks.smnist import train_config
+    from spikesim.train.trainer import tbptt_chunks
+    cfg = train_config()
+    assert (cfg.tbptt, cfg.tbptt_offset) == (100, 1)
+    chunks = tbptt_chunks(784, cfg.tbptt, cfg.tbptt_offset)
+    assert [t1 - 1 for _, t1 in chunks] == [100, 200, 300, 400, 500, 600, 700, 783]
+    assert chunks[0] == (0, 101) and all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    assert tbptt_chunks(784, 100) == [(t, min(784, t + 100)) for t in range(0, 784, 100)]
+    assert tbptt_chunks(50, 100, 1) == [(0, 50)] and tbptt_chunks(9) == [(0, 9)]
+    assert train_config(tbptt=None).tbptt_offset == 0
+    assert train_config().init_state == "random-nmi-smnist"
+
+
+def test_train_step_updates_at_the_chunk_boundaries():
+    net, x, y, st = _setup()
+    seen = []
+    forward = net.forward
+    net.forward = lambda xc, s=None: (seen.append(xc.shape[1]), forward(xc, s))[1]
+    opt = _opt(net)
+    train_step(net, opt, x, y, st, tbptt=15, tbptt_offset=1)      # T = 40: 16 + 15 + 9
+    assert seen == [16, 15, 9] and len(opt.seen) == 3
+    seen.clear()
+    train_step(net, _opt(net), x, y, st, tbptt=15)
+    assert seen == [15, 15, 10]

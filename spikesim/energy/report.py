@@ -13,9 +13,8 @@ other tools:
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+from ..options import positive_int
+from ..train import manifest
 from .costs import EnergyTable
 from .counts import NetworkCounts
 from .dense import CELLS, network_ops, parameter_count
@@ -180,7 +179,8 @@ def add_args(parser):
     parser.add_argument("--dense-hidden", default=None,
                         help="widths of the dense equivalents' hidden layers (default: the "
                              "spiking network's), e.g. 256,256")
-    parser.add_argument("--limit", type=int, default=None, help="count on the first N samples")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="count on the first N samples")
     parser.add_argument("--json", default=None, help="write everything as JSON here")
     parser.add_argument("--plot", default=None, help="write the bar chart (PNG) here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -201,14 +201,12 @@ def run(net, dataset, args, title: str, init_state: str = "zeros", batch_size: i
         dataset = _Head(dataset, args.limit)
     counts = count_network(net, dataset, batch_size, init_state, progress=not args.quiet)
     res = analyse(counts, net.config, table, widths, srnn_table)
-    from ..train import manifest
     res["info"] = dict(info or {})
     res["manifest"] = manifest.collect()
     print(f"spikesim energy {title}: accuracy {counts.accuracy * 100:.2f} %")
     print(format_table(res))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=1))
+        manifest.write_result(args.json, res, getattr(args, "seed", None))
     if args.plot:
         energy_figure(res, args.plot, title)
     return 0

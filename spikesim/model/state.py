@@ -13,8 +13,11 @@ from .config import NetworkConfig
 INITIAL_STATES = {
     # u = 0, s = 0
     "zeros": {"mode": "zeros"},
-    # the NMI scripts (ECG; the later S-MNIST script, its training): u ~ U[0,1) * b_j0, s = 0
+    # the NMI ECG script: u ~ U[0,1) * b_j0, s = 0
     "random-nmi": {"mode": "random", "scale": "b_j0", "spikes": False},
+    # the later (P)S-MNIST script: s = u ~ U[0,1) * b_j0 (the same values) in every hidden
+    # layer; the output layer as random-nmi
+    "random-nmi-smnist": {"mode": "random", "scale": "b_j0", "spikes": "hidden-same"},
     # the ICONS notebook (ECG): u, s ~ U[0,1)
     "random-icons": {"mode": "random", "scale": 1.0, "spikes": True},
     # the NMI 2020 S-MNIST notebook: u, s ~ U[0,1), and the output spike sum too
@@ -70,8 +73,13 @@ def initial_state(cfg: NetworkConfig, batch: int, dtype=np.float32, mode: str = 
 
     ``zeros``: u = 0, s = 0, b = b_j0 (deterministic). ``random``: the official scripts' state,
     u ~ uniform[0,1) * scale with scale = b_j0 (NMI scripts) or a number (1.0: ICONS notebook),
-    and, with ``spikes``, s drawn the same way (S-MNIST 2020 / ICONS); b = b_j0 always.
+    and ``spikes``: False: s = 0; True: s drawn the same way, after u, in every spiking layer
+    (S-MNIST 2020 / ICONS); "hidden-same": s = u (the same values) in every layer but the last
+    (the later S-MNIST script). b = b_j0 always.
     """
+    if spikes not in (False, True, "hidden-same"):
+        raise ValueError(f"unknown spikes setting {spikes!r}; choose False, True or "
+                         "'hidden-same'")
     if mode not in ("zeros", "random"):
         raise ValueError(f"unknown initial state mode {mode!r}; choose 'zeros' or 'random'")
     if mode == "random" and rng is None:
@@ -84,7 +92,10 @@ def initial_state(cfg: NetworkConfig, batch: int, dtype=np.float32, mode: str = 
         if mode == "random":
             k = layer.b_j0 if scale == "b_j0" else float(scale)
             u[...] = rng.random(shape) * k
-            if spikes and layer.spiking:
+            if spikes == "hidden-same":
+                if layer is not cfg.layers[-1]:
+                    s[...] = u
+            elif spikes and layer.spiking:
                 s[...] = rng.random(shape) * k
         b = np.full(shape, layer.b_j0, dtype)
         state[layer.name] = (u, s, b)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..options import positive_int
+
 
 def add_args(parser):
     parser.add_argument("task", help="a task of spikesim train (demo, ecg, smnist, psmnist, "
@@ -13,7 +15,7 @@ def add_args(parser):
                         help="a count (8: seeds 0-7), a range (0-7) or a list (0,3,5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                         help="a grid dimension: an option of spikesim train TASK and its values")
-    parser.add_argument("--trials", type=int, default=None,
+    parser.add_argument("--trials", type=positive_int, default=None,
                         help="an Optuna search of this many finished trials instead of a grid")
     parser.add_argument("--search", action="append", default=[],
                         metavar="KEY=float:LO:HI[:log]|int:LO:HI|cat:A,B",
@@ -22,9 +24,9 @@ def add_args(parser):
                         help="fixed options passed to every trial, e.g. \"--epochs 50\"")
     parser.add_argument("--scheduler", default=None,
                         help="address of a running Dask scheduler (default: a local cluster)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes of the local cluster (default: one per core)")
-    parser.add_argument("--threads", type=int, default=1, help="kernel threads per trial")
+    parser.add_argument("--threads", type=positive_int, default=1, help="kernel threads per trial")
     parser.add_argument("--resume", action="store_true", help="continue a stopped sweep")
 
 

@@ -34,6 +34,14 @@ def _write_status(folder: Path, rec: dict):
     os.replace(tmp, folder / STATUS_FILE)
 
 
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser whose errors are exceptions carrying argparse's message (a trial's bad option
+    is recorded in its status, not lost on a worker's stderr with a bare SystemExit)."""
+
+    def error(self, message):
+        raise ValueError(f"{self.prog}: {message}")
+
+
 def run_trial(task: str, sweep_dir: str, trial: dict, fixed: list, threads: int = 1,
               optuna_trial: dict | None = None) -> dict:
     """Run one trial (``trial``: a ``spec.Trial`` as a dict) and return its outcome record.
@@ -57,7 +65,7 @@ def run_trial(task: str, sweep_dir: str, trial: dict, fixed: list, threads: int 
     rec = {"name": t.name, "params": t.params, "seed": t.seed, "number": t.number,
            "config": t.config_key(), "worker_pid": os.getpid()}
     mod = task_module(task)
-    parser = argparse.ArgumentParser(prog=f"spikesim train {task}")
+    parser = _RaisingParser(prog=f"spikesim train {task}")
     mod.add_train_args(parser, task)
     argv = t.argv(task, str(folder), list(fixed) + ["--quiet"])
     hook = _pruning_hook(optuna_trial) if optuna_trial else None

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
-from ..model.config import NetworkConfig
+from ..model.config import SURROGATES, NetworkConfig
 from ..model.presets import ECG_N_CLASSES as N_CLASSES
 from ..model.presets import ECG_N_HIDDEN as N_HIDDEN  # noqa: F401  (part of the task's names)
 from ..model.presets import ECG_N_IN as N_IN
@@ -47,6 +47,15 @@ from ..model.presets import ECG_START as START
 from ..model.presets import ecg_config as network_config
 from ..model.state import state_spec
 from ..network import Network
+from ..options import (
+    add_dtype_arg,
+    add_run_args,
+    fraction,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
+from ..train import manifest
 from ..train.evaluate import evaluate
 from ..train.trainer import ArrayDataset, TrainConfig
 
@@ -234,17 +243,18 @@ def _jsonable(a):
 
 
 def predict(net: Network, x, labels, init_state: str = "zeros", seed: int = 0,
-            batch_size: int = 256) -> tuple:
+            batch_size: int = 256, progress: bool = False) -> tuple:
     """Predicted class per step (N, T) int64 (argmax of the output membrane, the first on a
     tie) and the firing rate of each layer, from one pass over x (N, T, 4) in batches, each
     from the initial-state preset ``init_state`` (random numbers from ``seed``)."""
-    r = evaluate(net, ArrayDataset(x, labels), batch_size, init_state, seed, collect=True)
+    r = evaluate(net, ArrayDataset(x, labels), batch_size, init_state, seed, collect=True,
+                 progress=progress, desc=f"seed {seed}")
     return r["predictions"], r["firing_rates"]
 
 
 def evaluate_network(net: Network, x, labels, init_state: str = "zeros", seeds: int = 1,
                      variant: str = "nmi", tolerance: float = DEFAULT_TOLERANCE,
-                     match: str = "nearest") -> tuple:
+                     match: str = "nearest", progress: bool = False) -> tuple:
     """Metrics of ``net`` on (x, labels) from the initial state ``init_state`` (an
     ``--init-state`` choice, :func:`preset_name`). With a random one, ``seeds`` runs (rng seeds
     0..seeds-1) and mean/std of the accuracy; the other metrics are those of seed 0.
@@ -254,7 +264,7 @@ def evaluate_network(net: Network, x, labels, init_state: str = "zeros", seeds: 
     accs, first, first_pred = [], None, None
     rates_all = []
     for s in range(n_runs):
-        pred, rates = predict(net, x, labels, name, seed=s)
+        pred, rates = predict(net, x, labels, name, seed=s, progress=progress)
         m = evaluate_predictions(pred, labels, tolerance, match=match)
         accs.append(m["accuracy"])
         rates_all.append(rates)
@@ -321,18 +331,19 @@ def add_eval_args(parser: argparse.ArgumentParser, name: str = "ecg"):
     parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
                         help="zeros: u=s=0, b=b_j0; random: the checkpoint's official state "
                              "(random-nmi: u~U[0,1)*b_j0; random-icons: u=s=U[0,1))")
-    parser.add_argument("--seeds", type=int, default=10,
+    parser.add_argument("--seeds", type=positive_int, default=10,
                         help="runs with a random initial state")
     parser.add_argument("--b-j0", type=float, default=None,
                         help="baseline threshold b_j0 (default: nmi 0.1, icons 0.01, spikesim: "
                              "stored)")
     parser.add_argument("--variant", choices=("auto",) + VARIANTS, default="auto")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    parser.add_argument("--tolerance", type=nonnegative_float, default=DEFAULT_TOLERANCE,
                         help="boundary-detection tolerance in steps (default 37.5: 150 ms)")
     parser.add_argument("--boundary-match", choices=("nearest", "optimal"), default="nearest",
                         help="nearest: the official greedy count; optimal: maximum matching")
     parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _model_and_data(args):
@@ -358,7 +369,8 @@ def run_eval(args) -> int:
     dtype = net.dtype
     t0 = time.time()
     res, pred = evaluate_network(net, data.x, data.labels, args.init_state, args.seeds,
-                                 info["variant"], args.tolerance, args.boundary_match)
+                                 info["variant"], args.tolerance, args.boundary_match,
+                                 progress=not args.quiet)
     res = {"task": "ecg", "checkpoint": str(args.checkpoint), "split": args.split,
            "n_samples": len(data), "dtype": str(dtype), "b_j0": net.config.layers[0].b_j0,
            **info, **res, "seconds": time.time() - t0}
@@ -366,8 +378,7 @@ def run_eval(args) -> int:
           f"b_j0 {res['b_j0']}, {args.dtype}, init state {res['init_state']['name']}")
     print(format_report(res))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=1))
+        manifest.write_result(args.json, res, getattr(args, "seed", None))
     if args.save_predictions:
         Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
         np.save(args.save_predictions, pred.astype(np.int64))
@@ -381,20 +392,19 @@ def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
     _add_download_arg(parser)
     parser.add_argument("--data-dir", default=None,
                         help="folder with QTDB_{train,test}.mat (or its qtdb/ subfolder)")
-    parser.add_argument("--out", required=True, help="folder for checkpoints, results and plots")
-    parser.add_argument("--epochs", type=int, default=400,
+    add_run_args(parser)
+    parser.add_argument("--epochs", type=positive_int, default=400,
                         help="official: 400 (StepLR halves the lr every 100)")
-    parser.add_argument("--resume", action="store_true", help="continue from --out/last.ckpt")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--b-j0", type=float, default=0.1,
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=1e-2, help="learning rate")
+    parser.add_argument("--b-j0", type=nonnegative_float, default=0.1,
                         help="baseline threshold b_j0; 0.1 as the NMI checkpoint was trained with")
-    parser.add_argument("--surrogate", default="multi_gaussian")
+    parser.add_argument("--surrogate", choices=SURROGATES, default="multi_gaussian",
+                        help="surrogate gradient of the spike")
     parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
                         help="initial state for training and evaluation (random: random-nmi, "
                              "the NMI script's)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
+    parser.add_argument("--val-fraction", type=fraction, default=0.1,
                         help="fraction of the 618 training sequences held out for validation "
                              "(seeded by --seed); 0: train on all 618 (the official script)")
     parser.add_argument("--select", choices=("val", "train", "last"), default=None,
@@ -402,14 +412,14 @@ def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
                              "validation split), train = best training accuracy of an epoch "
                              "(the official script's rule; default with --val-fraction 0), "
                              "last = the last epoch's model; none of them looks at the test set")
-    parser.add_argument("--tau-min", type=float, default=None,
+    parser.add_argument("--tau-min", type=positive_float, default=None,
                         help="clamp every tau_m/tau_adp to at least this after each update "
-                             "(default: none, as the official script; a tau_m driven to 0 "
-                             "makes the run fail with NaN gradients)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
-    parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+                             "(default: none, as the official script; a time constant driven "
+                             "to 0 or below stops the run with an error)")
+    add_dtype_arg(parser, "float32")
+    parser.add_argument("--tolerance", type=nonnegative_float, default=DEFAULT_TOLERANCE,
+                        help="segment-onset detection tolerance (steps)")
+    parser.add_argument("--no-plots", action="store_true", help="draw no plots")
 
 
 def run_train(args) -> int:
@@ -417,8 +427,9 @@ def run_train(args) -> int:
     from ..io.checkpoint import load_checkpoint
     from ..network import init_params
     from ..train.trainer import Trainer
+    if args.select == "val" and args.val_fraction == 0:
+        raise ValueError("--select val needs a validation split (--val-fraction > 0)")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(args.dtype)
     train = load_qtdb(args.data_dir, "train", dtype=dtype, download=args.download)
     test = load_qtdb(args.data_dir, "test", dtype=dtype, download=args.download)
@@ -427,9 +438,7 @@ def run_train(args) -> int:
     val_set = ArrayDataset(train.x[va_idx], train.labels[va_idx]) if len(va_idx) else None
     select = args.select or ("val" if val_set is not None else "train")
     if select == "val" and val_set is None:
-        print("spikesim: error: --select val needs a validation split (--val-fraction > 0)",
-              file=sys.stderr)
-        return 2
+        raise ValueError("--select val needs a validation split (--val-fraction > 0)")
     cfg = network_config(b_j0=args.b_j0, surrogate=args.surrogate)
     tcfg = train_config(args.epochs, args.batch_size, args.lr, args.seed, args.init_state)
     tcfg.tau_min = getattr(args, "tau_min", None)
@@ -438,6 +447,7 @@ def run_train(args) -> int:
     n_val = 0 if val_set is None else len(val_set)
     meta = {"task": "ecg", "seed": args.seed, "b_j0": args.b_j0, "val_fraction": args.val_fraction,
             "n_train": len(train_set), "n_val": n_val, "select": select}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(
         {"network": cfg.to_dict(), "train": tcfg.to_dict(), "seed": args.seed, "dtype": str(dtype),
          "data_dir": str(args.data_dir), **meta}, indent=1))
@@ -473,7 +483,8 @@ def run_train(args) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     np.save(out / "test_predictions.npy", pred)
     if not args.no_plots:
-        _train_plots(out, history, params0, best_net, test, pred)
+        _train_plots(out, history, params0, best_net, test, pred, int(best.epoch),
+                     _SELECT_TEXT[select])
     sel = (f"best validation {trainer.best_val * 100:.2f} %" if select == "val" else
            f"best training {best_rec.get('train_acc', float('nan')) * 100:.2f} %"
            if select == "train"
@@ -515,10 +526,11 @@ def _fit(trainer, out: Path, select: str) -> list:
     return trainer.history
 
 
-def _train_plots(out: Path, history, params0, net: Network, test, pred, index: int = 0):
+def _train_plots(out: Path, history, params0, net: Network, test, pred, epoch: int,
+                 selected_by: str, index: int = 0):
     from .. import plots
-    plots.learning_curves(history, out / "learning_curves.png")
-    plots.tau_histograms(params0, net.params, out / "tau_histograms.png")
+    plots.learning_curves(history, out / "learning_curves.png", epoch, selected_by)
+    plots.tau_histograms(params0, net.params, out / "tau_histograms.png", net.config)
     tr = net.forward(test.x[index:index + 1])
     plots.sequence_figure(test.x[index], tr.layers[0].s[:, 0], tr.layers[-1].u[:, 0],
                           test.labels[index], pred[index], out / "sequence.png",

@@ -33,6 +33,16 @@ from ..metrics import confusion_matrix
 from ..model.config import NetworkConfig
 from ..model.presets import shd_config
 from ..network import Network
+from ..options import (
+    add_dtype_arg,
+    add_run_args,
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+from ..train import manifest
 from ..train.evaluate import evaluate
 
 START = 11                      # the readout sums softmax(u_t) over t > 10
@@ -133,11 +143,11 @@ def add_data_args(parser, dataset: str = "shd"):
                         help="fetch missing files from the data set's server (checksums from "
                              "its published list)")
     parser.add_argument("--binning", choices=sorted(BINNINGS), default="official",
-                        help="official: 250 bins of 4 ms, binary, channel 700 - unit (default)")
-    parser.add_argument("--bin-ms", type=float, default=None, help="bin width in ms")
-    parser.add_argument("--bins", type=int, default=None, help="number of bins")
+                        help="official: 250 bins of 4 ms, binary, channel 700 - unit")
+    parser.add_argument("--bin-ms", type=positive_float, default=None, help="bin width in ms")
+    parser.add_argument("--bins", type=positive_int, default=None, help="number of bins")
     parser.add_argument("--counts", action="store_true", help="spikes per bin, not 0/1")
-    parser.add_argument("--pool", type=int, default=None,
+    parser.add_argument("--pool", type=positive_int, default=None,
                         help="sum adjacent channels in groups of this many")
 
 
@@ -255,9 +265,10 @@ def add_eval_args(parser: argparse.ArgumentParser, name: str = "shd"):
     parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
                         help="zeros: u = s = 0, b = b_j0 (deterministic); random-nmi: "
                              "u ~ U[0,1) b_j0")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float32")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="seed of the random initial state")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    add_dtype_arg(parser, "float32")
     parser.add_argument("--json", default=None, help="write all results as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -304,8 +315,7 @@ def run_eval(args) -> int:
         rec.update(task=args.dataset, checkpoint=str(args.checkpoint), data=events.path,
                    binning=binning.to_dict(), dtype=args.dtype, init_state=args.init_state,
                    seconds=time.time() - t0, predictions=res["predictions"].tolist())
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rec, indent=1))
+        manifest.write_result(args.json, rec, getattr(args, "seed", None))
     return 0
 
 
@@ -331,28 +341,27 @@ class TimedDataset:
 
 def add_train_args(parser: argparse.ArgumentParser, name: str = "shd"):
     add_data_args(parser, dataset=name if name in DATASETS else "shd")
-    parser.add_argument("--out", required=True, help="folder for checkpoints, results and plots")
-    parser.add_argument("--epochs", type=int, default=30,
+    add_run_args(parser)
+    parser.add_argument("--epochs", type=positive_int, default=30,
                         help="StepLR halves the lr every 10 epochs")
-    parser.add_argument("--resume", action="store_true", help="continue from --out/last.ckpt")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=1e-2, help="learning rate")
     parser.add_argument("--hidden", default="128,128", help="two hidden layer widths")
-    parser.add_argument("--b-j0", type=float, default=0.01)
-    parser.add_argument("--val-speakers", type=int, default=None,
+    parser.add_argument("--b-j0", type=nonnegative_float, default=0.01,
+                        help="baseline threshold b_j0")
+    parser.add_argument("--val-speakers", type=nonnegative_int, default=None,
                         help="speakers of the training file held out for validation (default: "
                              "one in six, at least one); 0: no validation, test the last epoch")
-    parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros")
-    parser.add_argument("--augment-shift", type=int, default=0,
+    parser.add_argument("--init-state", choices=INIT_STATE_CHOICES, default="zeros",
+                        help="initial state of every batch (random-nmi: u ~ U[0,1) b_j0)")
+    parser.add_argument("--augment-shift", type=nonnegative_int, default=0,
                         help="training samples shifted in time by up to this many bins")
-    parser.add_argument("--augment-channels", type=int, default=0,
+    parser.add_argument("--augment-channels", type=nonnegative_int, default=0,
                         help="training samples shifted by up to this many channels")
-    parser.add_argument("--augment-stretch", type=float, default=0.0,
+    parser.add_argument("--augment-stretch", type=fraction, default=0.0,
                         help="training samples stretched in time by a factor in 1 +- this")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_dtype_arg(parser, "float32")
+    parser.add_argument("--no-plots", action="store_true", help="draw no plots")
 
 
 def run_train(args) -> int:
@@ -430,8 +439,9 @@ def run_train(args) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=1))
     if not args.no_plots:
         from .. import plots
-        plots.learning_curves(history, out / "learning_curves.png")
-        plots.tau_histograms(params0, best_net.params, out / "tau_histograms.png")
+        plots.learning_curves(history, out / "learning_curves.png", int(best.epoch),
+                              results["model_selection"])
+        plots.tau_histograms(params0, best_net.params, out / "tau_histograms.png", cfg)
         plots.confusion_figure(res["confusion_matrix"], out / "confusion_matrix.png",
                                test_ev.keys or None, "test confusion matrix")
         if "raster" in res:
@@ -459,7 +469,7 @@ def add_energy_args(parser: argparse.ArgumentParser, name: str = "shd"):
                         help="official shd_nmi_90.7.pth or a spikesim checkpoint (.ckpt)")
     add_data_args(parser, dataset=name if name in DATASETS else "shd")
     parser.add_argument("--split", default="test", help="file <dataset>_<split>.h5 (test)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float32")
+    add_dtype_arg(parser, "float32")
     report.add_args(parser)
 
 

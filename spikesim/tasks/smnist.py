@@ -21,7 +21,9 @@ Readings of the official code:
   every layer and the output spike sum also starts at uniform[0,1) values (initial-state
   preset "random-nmi2020"; the older name "official2020" is accepted).
 - later script (training here, PS-MNIST): window 4 binarised at > 0.1, sum over t > 0, random
-  state u ~ uniform[0,1) * b_j0, s = 0, zero sum (preset "random-nmi"; older name "official").
+  state s = u ~ uniform[0,1) * b_j0 (the same values) in the hidden layers, u alone in the
+  output layer, zero sum (preset "random-nmi-smnist"; the name "official" means it too), and
+  truncated BPTT with updates after the steps 100, 200, ..., 700 (from 0) and at the end.
 
 The initial-state presets are those of ``spikesim.model.state.INITIAL_STATES``;
 :func:`preset_name` maps the ``--init-state`` choices onto them.
@@ -41,6 +43,16 @@ from ..model.presets import smnist_nmi_config as nmi_config
 from ..model.readout import running_sum
 from ..model.state import INITIAL_STATES
 from ..network import Network
+from ..options import (
+    add_dtype_arg,
+    add_run_args,
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+from ..train import manifest
 from ..train.evaluate import evaluate
 from ..train.trainer import TrainConfig
 
@@ -48,19 +60,20 @@ N_PIXELS = 784
 DEFAULT_PERM_SEED = 1234
 
 #: older names of the initial-state presets (results and commands before the registry)
-STATE_ALIASES = {"official": "random-nmi", "official2020": "random-nmi2020"}
+STATE_ALIASES = {"official": "random-nmi-smnist", "official2020": "random-nmi2020"}
 #: ``--init-state`` choices: the presets that apply here, "random" (the official state of the
 #: checkpoint's source) and the older names
-INIT_STATE_CHOICES = ("zeros", "random", "random-nmi", "random-nmi2020", *STATE_ALIASES)
+INIT_STATE_CHOICES = ("zeros", "random", "random-nmi-smnist", "random-nmi", "random-nmi2020",
+                      *STATE_ALIASES)
 
 
 def preset_name(choice: str, source: str = "ckpt") -> str:
     """The initial-state preset of an ``--init-state`` choice (or an older name): "random" is
     the official random state of the checkpoint's source, random-nmi2020 for an official
-    ``.pth`` (``source="pth"``: the 2020 notebook's), random-nmi otherwise (the later
+    ``.pth`` (``source="pth"``: the 2020 notebook's), random-nmi-smnist otherwise (the later
     script's, which trains here)."""
     if choice == "random":
-        return "random-nmi2020" if source == "pth" else "random-nmi"
+        return "random-nmi2020" if source == "pth" else "random-nmi-smnist"
     name = STATE_ALIASES.get(choice, choice)
     if name not in INITIAL_STATES:
         raise ValueError(f"unknown initial state {choice!r}; choose one of "
@@ -206,7 +219,8 @@ def dataset_from_meta(images, labels, meta, dtype=np.float32) -> SMNISTDataset:
 # Evaluation
 # ----------------------------------------------------------------------------------------------
 def run_model(net: Network, dataset, batch_size: int = 100, init_state: str = "zeros",
-              seed: int = 0, per_step: bool = False, keep_trace_of: int | None = None) -> dict:
+              seed: int = 0, per_step: bool = False, keep_trace_of: int | None = None,
+              progress: bool = False, desc: str = "eval") -> dict:
     """Predictions of ``net`` on every sample, from the initial state ``init_state`` (a preset
     or an older name, :func:`preset_name`), random numbers from ``seed``
     (``spikesim.train.evaluate.evaluate``).
@@ -233,7 +247,7 @@ def run_model(net: Network, dataset, batch_size: int = 100, init_state: str = "z
             raster["_input"] = b.x[j]
 
     r = evaluate(net, dataset, batch_size, preset_name(init_state), seed, collect=True,
-                 on_batch=on_batch)
+                 on_batch=on_batch, progress=progress, desc=desc)
     n = r["n_samples"]
     out = {"accuracy": r["accuracy"], "correct": r["correct"], "n_samples": n,
            "loss": r["loss"], "predictions": r["predictions"], "logits": r["logits"],
@@ -265,15 +279,17 @@ def add_eval_args(parser, name="smnist"):
     parser.add_argument("--init-state", default="zeros", choices=INIT_STATE_CHOICES,
                         help="zeros: deterministic; random: the official one of the checkpoint's "
                              "source (random-nmi2020, the 2020 notebook's, for .pth files; "
-                             "random-nmi, the later script's, otherwise); official and "
-                             "official2020: older names of random-nmi and random-nmi2020")
-    parser.add_argument("--seeds", type=int, default=1,
+                             "random-nmi-smnist, the later script's, otherwise); official and "
+                             "official2020: other names of random-nmi-smnist and random-nmi2020")
+    parser.add_argument("--seeds", type=positive_int, default=1,
                         help="random initial states: how many seeds")
-    parser.add_argument("--seed", type=int, default=0, help="first seed")
-    parser.add_argument("--limit", type=int, default=None, help="first N test images only")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--perm-seed", type=int, default=None,
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="first seed")
+    parser.add_argument("--limit", type=positive_int, default=None,
+                        help="first N test images only")
+    add_dtype_arg(parser, "float64")
+    parser.add_argument("--batch-size", type=positive_int, default=100)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--perm-seed", type=nonnegative_int, default=None,
                         help="PS-MNIST: permutation seed when the checkpoint stores none")
 
 
@@ -295,7 +311,8 @@ def run_eval(args) -> int:
              else list(range(args.seed, args.seed + max(1, args.seeds))))
     runs = []
     for s in seeds:
-        r = run_model(net, ds, args.batch_size, mode, seed=s)
+        r = run_model(net, ds, args.batch_size, mode, seed=s, progress=not args.quiet,
+                      desc=f"seed {s}")
         runs.append(r)
         print(f"{args.task}: seed {s} init {mode}: accuracy {r['accuracy']:.4f} "
               f"({r['correct']}/{r['n_samples']})")
@@ -315,8 +332,7 @@ def run_eval(args) -> int:
           + (f" +- {result['accuracy_std']:.4f} over {len(seeds)} seeds" if len(seeds) > 1 else "")
           + f" on {len(ds)} images ({result['seconds']:.1f} s)")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        manifest.write_result(args.json, result, getattr(args, "seed", None))
     if args.save_predictions:
         Path(args.save_predictions).parent.mkdir(parents=True, exist_ok=True)
         np.save(args.save_predictions, runs[0]["predictions"].astype(np.int64))
@@ -327,49 +343,56 @@ def run_eval(args) -> int:
 # Training
 # ----------------------------------------------------------------------------------------------
 def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 100,
-                 seed: int = 0, lr: float = 8e-3) -> TrainConfig:
+                 seed: int = 0, lr: float = 8e-3, tbptt_offset: int = 1) -> TrainConfig:
     """The later script's settings: Adamax lr 8e-3, tau_adp 3x, tau_m 2x, linear decay over 200
-    epochs, truncated BPTT every 100 steps, random initial u ~ U[0,1) * b_j0 (random-nmi)."""
+    epochs, truncated BPTT with an update after the steps 100, 200, ..., 700 (counted from 0)
+    and at the end (``tbptt_offset=1``: the first chunk has 101 steps), and the script's
+    random initial state s = u ~ U[0,1) * b_j0 in the hidden layers (random-nmi-smnist)."""
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamax",
                        lr_mult={"*.tau_adp": 3.0, "*.tau_m": 2.0},
-                       schedule={"kind": "linear", "total": 200}, tbptt=tbptt, seed=seed,
-                       init_state="random-nmi")
+                       schedule={"kind": "linear", "total": 200}, tbptt=tbptt,
+                       tbptt_offset=tbptt_offset if tbptt else 0, seed=seed,
+                       init_state="random-nmi-smnist")
 
 
 def add_train_args(parser, name="smnist"):
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST files")
-    parser.add_argument("--out", required=True, help="output folder (checkpoints, results, plots)")
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--train-limit", type=int, default=None, help="use N training images")
-    parser.add_argument("--test-limit", type=int, default=None,
+    add_run_args(parser)
+    parser.add_argument("--epochs", type=positive_int, default=200)
+    parser.add_argument("--train-limit", type=positive_int, default=None,
+                        help="use N training images")
+    parser.add_argument("--test-limit", type=positive_int, default=None,
                         help="test on the first N test images")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--batch-size", type=int, default=300)
+    parser.add_argument("--val-fraction", type=fraction, default=0.1,
+                        help="fraction of the training images held out for validation")
+    parser.add_argument("--batch-size", type=positive_int, default=300)
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("--tbptt", type=int, default=100, help="truncated BPTT chunk length (steps)")
+    g.add_argument("--tbptt", type=positive_int, default=100,
+                   help="truncated BPTT chunk length (steps)")
     g.add_argument("--full-bptt", action="store_true", help="backpropagate through all 784 steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--tbptt-offset", type=nonnegative_int, default=1,
+                        help="steps added to the first truncated-BPTT chunk; 1: updates after "
+                             "steps 100, 200, ..., 700 (from 0) and at the end, as the official "
+                             "script")
     t = parser.add_mutually_exclusive_group()
-    t.add_argument("--pixel-threshold", "--threshold", dest="pixel_threshold", type=float,
-                   default=0.1, help="binarise pixels/255 > this (default)")
+    t.add_argument("--pixel-threshold", "--threshold", dest="pixel_threshold",
+                   type=nonnegative_float, default=0.1, help="binarise pixels/255 > this")
     t.add_argument("--analog", action="store_true", help="pixels /255 instead of binarised")
-    parser.add_argument("--window", type=int, default=4, help="sliding window size k")
-    parser.add_argument("--lr", type=float, default=8e-3)
+    parser.add_argument("--window", type=positive_int, default=4, help="sliding window size k")
+    parser.add_argument("--lr", type=positive_float, default=8e-3, help="learning rate")
     parser.add_argument("--optimizer", default="adamax", choices=["adamax", "adam"],
                         help="official: adamax")
-    parser.add_argument("--clip-norm", type=float, default=None,
+    parser.add_argument("--clip-norm", type=positive_float, default=None,
                         help="clip the gradient norm of every update (official: no clipping)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--perm-seed", type=int, default=DEFAULT_PERM_SEED,
+    add_dtype_arg(parser, "float32")
+    parser.add_argument("--perm-seed", type=nonnegative_int, default=DEFAULT_PERM_SEED,
                         help="PS-MNIST permutation seed (stored in the checkpoint)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help="use only the first N time steps (tests, quick checks)")
     parser.add_argument("--hidden", default="64,256,256", help="sizes of r1, r2, d1")
-    parser.add_argument("--per-step-limit", type=int, default=1000,
+    parser.add_argument("--per-step-limit", type=nonnegative_int, default=1000,
                         help="test images used for the per-time-step accuracy curve")
-    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-plots", action="store_true", help="draw no plots")
 
 
 class _Crop:
@@ -410,7 +433,7 @@ def run_train(args) -> int:
                   dtype=np.dtype(args.dtype))
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(args.epochs, args.batch_size, None if args.full_bptt else args.tbptt,
-                       args.seed, args.lr)
+                       args.seed, args.lr, args.tbptt_offset)
     cfg.optimizer, cfg.clip_norm = args.optimizer, args.clip_norm
     cfg.eval_batch_size = 250
     trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
@@ -431,13 +454,13 @@ def run_train(args) -> int:
     if args.steps:
         test_set = _Crop(test_set, args.steps)
     t1 = time.time()
-    res = run_model(net, test_set, 250, "random-nmi", seed=args.seed + 7)
+    res = run_model(net, test_set, 250, cfg.init_state, seed=args.seed + 7)
     test_s = time.time() - t1
     n_ps = min(len(test_set), args.per_step_limit)
     sub = _Subset(test_set, np.arange(n_ps))
     ps = run_model(net, sub, 250, "zeros", per_step=True, keep_trace_of=0)
     result = {"task": task, "accuracy": res["accuracy"], "test_accuracy": res["accuracy"],
-              "n_samples": res["n_samples"], "test_init_state": "random-nmi (u ~ U[0,1) * b_j0)",
+              "n_samples": res["n_samples"], "test_init_state": cfg.init_state,
               "model": "last epoch", "epochs": trainer.epoch,
               "n_train": len(train_set), "n_val": 0 if val_set is None else len(val_set),
               "test_firing_rates": res["firing_rates"], "train_seconds": train_s,
@@ -452,7 +475,7 @@ def run_train(args) -> int:
           f"after {trainer.epoch} epochs, firing rates "
           + ", ".join(f"{k} {v:.3f}" for k, v in res["firing_rates"].items() if v is not None))
     if not args.no_plots:
-        _plots(out, history, params_before, net.params, ps)
+        _plots(out, history, params_before, net, ps, trainer.epoch)
     return 0
 
 
@@ -467,7 +490,7 @@ class _Subset:
         return self.ds.get(self.idx[np.asarray(idx)])
 
 
-def _plots(out: Path, history, params_before, params_after, ps):
+def _plots(out: Path, history, params_before, net, ps, epoch: int):
     """Learning curves, tau histograms, per-step accuracy and rasters (skipped if the plotting
     module or matplotlib is unavailable)."""
     try:
@@ -481,8 +504,9 @@ def _plots(out: Path, history, params_before, params_after, ps):
         from .. import plots
     except Exception:                # noqa: BLE001 - another developer's module, may be absent
         plots = None
-    for fn, a in (("learning_curves", (history, out / "learning_curves.png")),
-                  ("tau_histograms", (params_before, params_after, out / "tau_histograms.png"))):
+    for fn, a in (("learning_curves", (history, out / "learning_curves.png", epoch, "last epoch")),
+                  ("tau_histograms", (params_before, net.params, out / "tau_histograms.png",
+                                      net.config))):
         f = getattr(plots, fn, None) if plots is not None else None
         if f is not None:
             try:
@@ -531,10 +555,10 @@ def add_energy_args(parser, name="smnist"):
     parser.add_argument("--checkpoint", required=True,
                         help="official .pth (whole pickled model) or a spikesim checkpoint")
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST test IDX files")
-    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--batch-size", type=int, default=250)
+    add_dtype_arg(parser, "float64")
+    parser.add_argument("--batch-size", type=positive_int, default=250)
     if name == "psmnist":
-        parser.add_argument("--perm-seed", type=int, default=None,
+        parser.add_argument("--perm-seed", type=nonnegative_int, default=None,
                             help="permutation seed when the checkpoint stores none")
     report.add_args(parser)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..model.config import LayerConfig, LossConfig, NetworkConfig
+from ..options import add_run_args, positive_float, positive_int
 from ..train.trainer import ArrayDataset, TrainConfig
 
 N_CLASSES, N_IN, T, READ_FROM = 4, 16, 60, 40
@@ -34,16 +35,13 @@ def datasets(n_train: int = 1024, n_test: int = 512, seed: int = 0):
 # spikesim train demo: the demo as an ordinary training run (sweeps and tests use it)
 # ----------------------------------------------------------------------------------------------
 def add_train_args(parser, name: str = "demo"):
-    parser.add_argument("--out", required=True, help="folder for checkpoints and results")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=48)
-    parser.add_argument("--n-train", type=int, default=1024,
+    add_run_args(parser, "folder for checkpoints and results")
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--lr", type=positive_float, default=5e-3, help="learning rate")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--hidden", type=positive_int, default=48, help="recurrent ALIF neurons")
+    parser.add_argument("--n-train", type=positive_int, default=1024,
                         help="training sequences (a quarter more are drawn for validation)")
-    parser.add_argument("--resume", action="store_true", help="continue from --out/last.ckpt")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-plots", action="store_true", help="(the demo draws none)")
 
 
@@ -55,8 +53,6 @@ def run_train(args) -> int:
     from ..network import Network
     from ..train.evaluate import evaluate
     from ..train.trainer import Trainer
-    if args.lr <= 0:
-        raise ValueError(f"--lr must be positive, got {args.lr}")
     out = Path(args.out)
     train, test = datasets(n_train=args.n_train, n_test=256, seed=args.seed)
     n_val = max(1, args.n_train // 4)

@@ -10,8 +10,9 @@ run is resumed (:func:`record_resume`). Fields:
 - ``versions``: python, numpy, numba, llvmlite, scipy, h5py, spikesim (None: not installed);
 - ``seed``: the training seed; ``threads``: the kernel thread count;
 - ``machine``: ``platform``, ``cpu`` (the model name from /proc/cpuinfo where present),
-  ``cpu_count``, and ``vector_flags``: avx2, avx512f, fma, neon, each True or False (None
-  without /proc/cpuinfo).
+  ``cpu_count``, ``vector_flags``: avx2, avx512f, fma, neon, each True or False (None
+  without /proc/cpuinfo), and ``kernel_target``: the CPU name the kernels are compiled for
+  and its widest vector extension (``spikesim.backends.cpu.target.kernel_target``).
 
 A resume record holds the same fields (without ``seed``) and the epoch and batch index the
 run continued from. The file is replaced atomically (temporary file, then ``os.replace``).
@@ -27,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..backends.cpu.target import kernel_target
 from ..backends.cpu.threads import get_threads
 
 FILE_NAME = "manifest.json"
@@ -97,7 +99,7 @@ def machine(cpuinfo: str = "/proc/cpuinfo") -> dict:
         flags = {f: f in found for f in VECTOR_FLAGS}
     return {"platform": platform.platform(), "machine": platform.machine(),
             "cpu": model or platform.processor() or None, "cpu_count": os.cpu_count(),
-            "vector_flags": flags}
+            "vector_flags": flags, "kernel_target": kernel_target()}
 
 
 def _now() -> str:
@@ -129,6 +131,16 @@ def write(path, data: dict):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_result(path, record: dict, seed=None) -> Path:
+    """Write a command's result ``record`` as JSON to ``path`` (folders made as needed,
+    atomically) with the manifest of this process under ``run``: a result file says on which
+    machine, code and libraries it was measured."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path, {**record, "run": collect(seed)})
+    return path
 
 
 def record_resume(path, seed=None, **where) -> dict:

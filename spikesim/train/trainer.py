@@ -26,8 +26,8 @@ from . import manifest
 from .evaluate import evaluate
 from .optim import Optimizer, make_schedule
 
-__all__ = ["TrainConfig", "ArrayDataset", "train_step", "evaluate", "Trainer", "EPOCH_HOOKS",
-           "StopTraining", "load_trained"]
+__all__ = ["TrainConfig", "ArrayDataset", "tbptt_chunks", "train_step", "evaluate", "Trainer",
+           "EPOCH_HOOKS", "StopTraining", "load_trained"]
 
 #: functions called with each finished epoch's history record, after its checkpoints are
 #: written (a sweep reports validation accuracy to its search through this). A hook may raise
@@ -52,6 +52,7 @@ class TrainConfig:
     schedule: dict | None = None                     # see optim.make_schedule
     clip_norm: float | None = None
     tbptt: int | None = None                         # truncated BPTT chunk length in steps
+    tbptt_offset: int = 0           # steps added to the first chunk (see ``tbptt_chunks``)
     seed: int = 0
     init_state: str = "zeros"       # a preset of spikesim.model.state.INITIAL_STATES
     tau_min: float | None = None                     # optional clamp of tau after each update
@@ -65,6 +66,8 @@ class TrainConfig:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
         if self.tbptt is not None and (not isinstance(self.tbptt, int) or self.tbptt < 1):
             raise ValueError(f"tbptt must be a positive integer or None, got {self.tbptt!r}")
+        if not isinstance(self.tbptt_offset, int) or self.tbptt_offset < 0:
+            raise ValueError(f"tbptt_offset must be an integer >= 0, got {self.tbptt_offset!r}")
         self.betas = tuple(self.betas)
         self.init_state = state_name(self.init_state)   # older configs: a dict spec
         make_schedule(self.schedule)    # validates
@@ -110,20 +113,31 @@ class ArrayDataset:
         return self.x[idx], self.labels[idx]
 
 
+def tbptt_chunks(T: int, tbptt: int | None = None, offset: int = 0) -> list:
+    """The (t0, t1) step ranges of truncated BPTT over T steps, each followed by an update:
+    chunks of ``tbptt`` steps, the first ``offset`` steps longer, the last what remains
+    (without ``tbptt``: one chunk). The official S-MNIST script updates after the steps
+    i = 100, 200, ..., 700 (counted from 0) and at the end: ``tbptt=100, offset=1``, chunks
+    [0, 101), [101, 201), ..., [701, 784)."""
+    if not tbptt:
+        return [(0, T)]
+    ends = list(range(tbptt + offset, T, tbptt)) + [T]
+    return list(zip([0] + ends[:-1], ends))
+
+
 def train_step(net: Network, opt: Optimizer | None, x, labels, state, tbptt: int | None = None,
-               carry=None):
+               carry=None, tbptt_offset: int = 0):
     """Forward, loss, BPTT and (if ``opt``) the update; with ``tbptt`` the sequence is cut into
-    chunks of that many steps, each followed by an update, the state carried forward detached
+    chunks of that many steps (``tbptt_chunks``: the first ``tbptt_offset`` steps longer), each
+    followed by an update, the state carried forward detached
     and, for the summed readouts, the running sum carried as a constant (official PS-MNIST).
     ``carry``: the summed readout's starting value (None: 0), as ``preset_state`` gives it.
     Returns (loss, correct, count, firing_rates)."""
     T = x.shape[1]
-    k = tbptt if tbptt else T
     start, per_step = net.config.loss.start, net.config.loss.kind == "nll_per_step"
     loss_sum, correct, count = 0.0, 0, 0
     rates = []
-    for t0 in range(0, T, k):
-        t1 = min(T, t0 + k)
+    for t0, t1 in tbptt_chunks(T, tbptt, tbptt_offset):
         trace = net.forward(x[:, t0:t1], state)
         rates.append((t1 - t0, trace.firing_rates()))
         if t1 > start:
@@ -241,6 +255,9 @@ class Trainer:
         cfg, n = self.cfg, len(self.train_set)
         nb = math.ceil(n / cfg.batch_size)
         self._write_manifest()
+        # the first batch of a fit compiles the kernels in a fresh process: its bar starts
+        # after that batch, so that the time estimate is that of training, not of compiling
+        first_batch = True
         with self.net.session():
             while self.epoch < cfg.epochs:
                 e = self.epoch
@@ -250,9 +267,11 @@ class Trainer:
                 stats = self._stats if (self.batch_index and self._stats) else {
                     "loss": 0.0, "correct": 0, "count": 0, "n": 0, "seconds": 0.0}
                 self._stats = stats
-                bar = tqdm(total=nb, initial=self.batch_index,
-                           desc=f"epoch {e + 1}/{cfg.epochs}", disable=not self.progress,
-                           leave=False)
+                def new_bar(e=e):
+                    return tqdm(total=nb, initial=self.batch_index,
+                                desc=f"epoch {e + 1}/{cfg.epochs}", disable=not self.progress,
+                                leave=False)
+                bar = None if first_batch else new_bar()
                 fr = None
                 while self.batch_index < nb:
                     i = self.batch_index
@@ -261,21 +280,26 @@ class Trainer:
                     st, carry = preset_state(self.net.config, cfg.init_state, len(idx),
                                              self.net.dtype,
                                              np.random.default_rng([cfg.seed, e, i, 1]))
-                    loss, c, k, fr = train_step(self.net, self.opt, x, y, st, cfg.tbptt, carry)
+                    loss, c, k, fr = train_step(self.net, self.opt, x, y, st, cfg.tbptt, carry,
+                                                cfg.tbptt_offset)
                     self._clamp()
                     stats["loss"] += loss * len(idx)
                     stats["correct"] += c
                     stats["count"] += k
                     stats["n"] += len(idx)
                     self.batch_index += 1
-                    bar.update(1)
+                    if bar is None:
+                        bar, first_batch = new_bar(), False
+                    else:
+                        bar.update(1)
                     bar.set_postfix(loss=f"{stats['loss'] / stats['n']:.4f}",
                                     acc=f"{stats['correct'] / max(1, stats['count']):.3f}")
                     if time.time() - last_ck > cfg.checkpoint_every_s and self.batch_index < nb:
                         stats["seconds"] += time.time() - t_start
                         t_start = last_ck = time.time()
                         self._save("last.ckpt")
-                bar.close()
+                if bar is not None:
+                    bar.close()
                 stats["seconds"] += time.time() - t_start
                 rec = {"epoch": e + 1, "lr": self.opt.lr,
                        "train_loss": stats["loss"] / max(1, stats["n"]),

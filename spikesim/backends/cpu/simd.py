@@ -24,8 +24,10 @@ sums all its entries into up to four registers (64 lanes) and stores them once.
   holds (``nonzero16``): one vector compare instead of a loop of shifts;
   ``vbits_nonzero(v)``, ``vbits_nonfinite(v)`` the same for a vector value.
 - ``compress16(dst, p, src, s, w, m)``: the lanes k < w of src[s:s + 16] whose bit k of m is
-  set, stored one after the other at dst[p:] (AVX-512 ``vcompress``): a list's entries are
-  appended without a branch per entry. ``popcount(m)`` counts them.
+  set, stored one after the other at dst[p:]. On Intel AVX-512 one ``vcompress`` store
+  (``compress16_vcompress``); elsewhere a loop over the set bits (``compress16_bits``), faster
+  than LLVM's expansion of the compress store without AVX-512 (a branch per lane) and than
+  AMD Zen 4's microcoded one (``target.list_builder``). ``popcount(m)`` counts them.
 
 The arithmetic per lane is the scalar code's, in the same order; fast-math may still contract
 a multiply-add differently from the scalar loop (a last-bit difference).
@@ -43,6 +45,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 from ...model.primitives import exp32, fexp, select_gt, where_gt
+from .target import LIST_BUILDER
 
 LANES = 16
 _i32 = ir.IntType(32)
@@ -267,10 +270,11 @@ def _lane_suffix(elt):
 
 
 @intrinsic
-def compress16(typingctx, dst, p, src, s, w, m):
+def compress16_vcompress(typingctx, dst, p, src, s, w, m):
     """dst[p:p + popcount(m)] = the lanes k < w of src[s:s + 16] whose bit k of m is set, in lane
     order (m must have no bit k >= w set); nothing else of dst is written. Any dtype, the same
-    for dst and src (1D contiguous arrays)."""
+    for dst and src (1D contiguous arrays). One masked load and one ``vcompress`` store on
+    AVX-512; elsewhere LLVM expands the compress store into 16 tests and branches."""
     if not (_flat_any(dst) and _flat_any(src) and src.dtype == dst.dtype
             and isinstance(m, types.Integer)):
         return None
@@ -294,6 +298,35 @@ def compress16(typingctx, dst, p, src, s, w, m):
         builder.call(store, [v, dptr, bits])
         return context.get_dummy_value()
     return types.none(dst, types.intp, src, types.intp, types.intp, m), codegen
+
+
+@intrinsic
+def trailing_zeros(typingctx, x):
+    """The index of the lowest set bit of a 64-bit integer (64 for 0; one instruction)."""
+    if not (isinstance(x, types.Integer) and x.bitwidth == 64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            i64, [i64, ir.IntType(1)]), "llvm.cttz.i64")
+        return builder.call(f, [args[0], ir.Constant(ir.IntType(1), 0)])
+    return types.intp(x), codegen
+
+
+@njit(inline="always")
+def compress16_bits(dst, p, src, s, w, m):
+    """``compress16_vcompress`` as a loop over the set bits of m: one load and one store per
+    entry, and one loop branch (w is implied by m: no bit k >= w is set)."""
+    bits = np.uint64(m) & np.uint64(0xFFFF)
+    while bits:
+        dst[p] = src[s + trailing_zeros(bits)]
+        p += 1
+        bits &= bits - np.uint64(1)
+
+
+#: the list builder of this target (``target.LIST_BUILDER``)
+compress16 = compress16_vcompress if LIST_BUILDER == "vcompress" else compress16_bits
 
 
 @intrinsic
