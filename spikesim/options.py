@@ -100,8 +100,8 @@ def _topmost_missing(path: Path) -> Path:
 
 
 def _writable_place(option: str, path: Path):
-    """The nearest existing ancestor of ``path`` must be a writable folder."""
-    base = _nearest_existing(path.parent if not path.exists() else path)
+    """The nearest existing folder above ``path`` must be a writable folder."""
+    base = _nearest_existing(path.parent)
     if not base.is_dir():
         raise OptionError(f"{option} {path}: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
@@ -115,7 +115,7 @@ def check_file_path(option: str, path) -> Path:
         raise OptionError(f"{option} {path}: is a folder; give a file name")
     if path.exists() and not os.access(path, os.W_OK):
         raise OptionError(f"{option} {path}: the file is not writable")
-    _writable_place(option, path if path.exists() else path.parent / "_")
+    _writable_place(option, path)
     return path
 
 

@@ -82,7 +82,11 @@ def test_custom_study_json_fields_and_shapes(tmp_path, capsys):
     parts = {q["part"] for q in p["breakdown"]["parts"]}
     assert {"input lists", "l0 forward", "l1 forward", "loss", "l1 backward", "l0 backward",
             "optimiser"} <= parts
-    assert "breakdown of one custom step" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "breakdown of one custom step" in text
+    kt = res["meta"]["machine"]["kernel_target"]       # which vector code ran, said and kept
+    assert f"kernels compiled for {kt['cpu_name']} ({kt['vector']} vectors, " \
+           f"{kt['list_builder']} list builder)" in text
 
 
 def test_breakdown_sums_to_the_step_and_sees_every_chunk():

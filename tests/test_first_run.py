@@ -86,6 +86,17 @@ def test_bad_output_paths_give_one_line_and_leave_nothing(tmp_path, capsys, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == listing
 
 
+def test_an_existing_output_file_is_replaced_and_new_folders_are_made(tmp_path, capsys):
+    old = tmp_path / "r.json"
+    old.write_text("{}")
+    new = tmp_path / "a" / "b" / "r.json"
+    for path in (old, new):
+        options.check_file_path("--json", path)
+        rc, _, err = run(["demo", "--epochs", "1", "--quiet", "--json", str(path)], capsys)
+        assert rc == 0, err
+        assert json.loads(path.read_text())["task"] == "delayed_cue"
+
+
 def test_a_failing_command_removes_the_empty_folder_it_made(tmp_path, capsys):
     out = tmp_path / "new" / "run"
     rc, _, err = run(["train", "ecg", "--data-dir", str(tmp_path / "no_data"), "--out", str(out),

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from spikesim.backends.cpu.threads import compute_threads
-from validation.bench_machine import run_meta, sgemm_peak
+from validation.bench_machine import run_meta, sgemm_peak, vector_line
 from validation.problems import configs, dense_gflop, make_problem, time_step
 
 __all__ = ["configs", "dense_gflop", "make_problem", "time_step", "bench_one", "sgemm_peak",
@@ -120,6 +120,7 @@ def run(args) -> int:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"spikesim bench  {date}  {info['cpu']}, {info['cores']} cores, "
           f"kernel threads {info['kernel_threads']}")
+    print(vector_line(meta["machine"]))
     print(f"sgemm peak (numpy float32 2048^3, all BLAS threads): {peak:.1f} GFLOP/s")
     print(f"{'config':8s} {'median s':>9s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'of peak':>8s} "
           f"{'ref s':>8s} {'ref/us':>7s}  firing rates")

@@ -24,6 +24,16 @@ from spikesim.train import manifest
 COPY_BYTES = 256 * 2 ** 20
 
 
+def vector_line(machine: dict) -> str:
+    """One line saying which vector code the kernels run: the CPU they were compiled for, its
+    widest vector extension and the list builder, and what the CPU itself offers."""
+    kt = machine.get("kernel_target") or {}
+    flags = machine.get("vector_flags") or {}
+    has = ", ".join(k for k, v in flags.items() if v) or "unknown"
+    return (f"kernels compiled for {kt.get('cpu_name')} ({kt.get('vector')} vectors, "
+            f"{kt.get('list_builder')} list builder); the CPU has {has}")
+
+
 def sgemm_peak(n: int = 2048, repeats: int = 3) -> float:
     """GFLOP/s of a float32 n^3 matrix product with BLAS on all its threads."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)

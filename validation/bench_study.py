@@ -29,7 +29,7 @@ import numpy as np
 from spikesim.backends.cpu.threads import compute_threads
 from validation.bench_breakdown import breakdown, time_train_step
 from validation.bench_counts import step_counts
-from validation.bench_machine import ceilings, loadavg, run_meta
+from validation.bench_machine import ceilings, loadavg, run_meta, vector_line
 from validation.bench_rate import target_rate
 from validation.problems import (
     ProblemSpec,
@@ -227,6 +227,7 @@ def run_study(args) -> int:
           f"{meta['machine']['cpu_count']} cores, kernel threads {meta['kernel_threads']}, "
           f"load average {meta['loadavg']}, commit {str(meta['git_commit'])[:7]}"
           f"{' (dirty)' if meta['git_dirty'] else ''}")
+    print(vector_line(meta["machine"]))
     print(f"ceilings: sgemm {ceil['sgemm_peak_gflops']:.1f} GFLOP/s; copy bandwidth "
           f"{ceil['copy_gbs_1thread']:.1f} GB/s (1 thread), {ceil['copy_gbs_all']:.1f} GB/s "
           f"({ceil['cores']} threads)")
