@@ -54,7 +54,7 @@ def cmd_demo(args) -> int:
     from .train.trainer import Trainer
 
     train, test = synthetic.datasets(seed=args.seed)
-    net = Network(synthetic.network_config(), seed=args.seed)
+    net = Network(synthetic.network_config(), seed=args.seed, backend=args.device)
     cfg = synthetic.train_config(epochs=args.epochs, seed=args.seed)
     print(f"spikesim demo: delayed-cue task, {len(train)} train / {len(test)} test sequences of "
           f"{synthetic.T} steps, network {synthetic.N_IN} -> {net.config.layers[0].size} rec "
@@ -82,12 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=options.positive_int, default=10)
     options.add_run_args(d, "folder for checkpoints and history (optional)", required=False)
     d.add_argument("--json", default=None, help="write the result as JSON here")
+    options.add_device_arg(d)
     d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("gradcheck", help="finite-difference and reference checks of every gradient")
     g.add_argument("--quick", action="store_true", help="fewer cases and sampled elements")
     g.add_argument("--only", nargs="+", default=None, metavar="CASE",
                    help="run only the cases of these names (surrogate functions always run)")
+    options.add_device_arg(g)
     g.set_defaults(func=lambda a: importlib.import_module("validation.gradcheck").run(a))
 
     b = sub.add_parser("bench", help="time one training step of the benchmark configurations, "
@@ -125,9 +127,22 @@ def _command_name(args) -> str:
                                                   else []))
 
 
+def _check_device(device) -> None:
+    """Raise ImportError or RuntimeError naming what is missing where ``--device`` cannot run
+    (the CUDA backend: the package numba-cuda, or a GPU and its driver)."""
+    if device not in (None, "cpu"):
+        from .backends import check_backend
+        check_backend(device)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     name = _command_name(args)
+    try:        # the device, before any work starts
+        _check_device(getattr(args, "device", None))
+    except (ImportError, RuntimeError) as e:
+        print(f"{name}: error: --device {args.device}: {e}", file=sys.stderr)
+        return 2
     try:        # every output path, before any work starts
         created = options.check_outputs(args, training=args.command in ("train", "demo"))
     except options.OptionError as e:

@@ -130,6 +130,17 @@ class Network:
         self.params = check_params(config, params, dtype)
         self.backend = get_backend(backend)(dtype)
 
+    def set_backend(self, backend: str) -> "Network":
+        """Run on the backend named ``backend`` from now on ("cpu" or "cuda"; the parameters
+        stay where they are, the host). Returns the network. Raises what the backend's
+        constructor raises where it cannot run (the CUDA backend: ImportError without numba-cuda,
+        RuntimeError without a GPU)."""
+        if backend != self.backend.name:
+            new = get_backend(backend)(self.dtype)
+            new.reuse_buffers = self.backend.reuse_buffers
+            self.backend = new
+        return self
+
     @property
     def reuse_buffers(self) -> bool:
         """When on (the trainer and the benchmark turn it on), work arrays are reused from call
@@ -242,6 +253,6 @@ class Network:
         step, as truncated BPTT needs for chunks after the first). With ``reuse_buffers`` the
         result's gradient and predictions are overwritten by the next call, like the trace."""
         cfg = self.config
-        out = trace.output_spikes if cfg.loss.readout == "spike" else trace.output_mem
+        out = self.backend.readout(trace, cfg.loss.readout)    # on the backend's device
         start = cfg.loss.start if start is None else start
         return self.backend.loss(cfg.loss.kind, out, labels, start, carry=carry, grad=grad)

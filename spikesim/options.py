@@ -84,6 +84,13 @@ def add_dtype_arg(parser, default: str = "float32", help: str = "floating-point 
     parser.add_argument("--dtype", choices=("float32", "float64"), default=default, help=help)
 
 
+def add_device_arg(parser):
+    """--device cpu|cuda: the backend the network runs on (``spikesim.backends``)."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the network runs: cpu, or cuda (an NVIDIA GPU; needs the "
+                             "package numba-cuda)")
+
+
 # -- output path checks --------------------------------------------------------------------------
 def _nearest_existing(path: Path) -> Path:
     p = path

@@ -18,8 +18,9 @@ and fails if a spiking layer fires on fewer than ``ACTIVITY_FLOOR`` of its neuro
 time constants and structurally zero gradients (tau_adp of a LIF layer) are reported as such,
 not counted as passes.
 
-``spikesim gradcheck [--quick] [--only CASE ...]`` prints one row per check and the totals, and
-exits non-zero if any check fails.
+``spikesim gradcheck [--quick] [--only CASE ...] [--device cpu|cuda]`` prints one row per check
+and the totals, and exits non-zero if any check fails. With ``--device cuda`` checks 2-4 run the
+networks on the CUDA backend (the surrogate functions of 1 are the CPU kernels' own).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from spikesim.backends.cpu.threads import compute_threads
 from spikesim.model.config import SurrogateConfig
+from spikesim.options import add_device_arg
 from validation import surrogate_check, tbptt_check
 from validation.finite_diff import choose_elements, elementwise_error, fd_direction, fd_elements
 from validation.gradcheck_cases import (
@@ -145,11 +147,12 @@ def _layer_names(cfg):
     return [layer.name for layer in cfg.layers]
 
 
-def check_fd(report, quick=False, only=None):
+def check_fd(report, quick=False, only=None, device="cpu"):
     for i, (case, c) in enumerate(fd_cases(quick).items()):
         if only is not None and case not in only:
             continue
         p = fd_problem(c, seed=len(case))
+        p.net.set_backend(device)
         loss, grads, _, trace = p.net.loss_and_grad(p.x, p.labels, p.state)
         report.activity("fd", case, _layer_names(c.config), trace.firing_rates())
 
@@ -159,19 +162,20 @@ def check_fd(report, quick=False, only=None):
                    SAMPLE[quick] if c.wide else 0, np.random.default_rng(i))
 
 
-def check_reference(report, quick=False, only=None):
+def check_reference(report, quick=False, only=None, device="cpu"):
     from validation.reference_numpy import reference_loss_and_grads
     for case, cfg in reference_cases().items():
         if only is not None and case not in only:
             continue
         p = reference_problem(case, cfg, quick)
+        p.net.set_backend(device)
         loss, grads, _, trace = p.net.loss_and_grad(p.x, p.labels, p.state)
         report.activity("ref", case, _layer_names(cfg), trace.firing_rates())
         rloss, rgrads = reference_loss_and_grads(cfg, p.net.params, p.x, p.labels, p.state)
         compare_reference(report, "ref", case, cfg, grads, rgrads, loss, rloss)
 
 
-def check_tbptt_fd(report, quick=False, only=None):
+def check_tbptt_fd(report, quick=False, only=None, device="cpu"):
     from spikesim.network import Network
     cases = tbptt_check.tbptt_cases(SurrogateConfig("smooth", k=1.5))
     if quick:
@@ -180,6 +184,7 @@ def check_tbptt_fd(report, quick=False, only=None):
         if only is not None and case not in only:
             continue
         net, x, labels, state = tbptt_check.problem(c)
+        net.set_backend(device)
         chunks = tbptt_check.run_recorded(net, x, labels, state, c.chunk)
         for ch in chunks:
             if ch.grads is None:
@@ -187,18 +192,19 @@ def check_tbptt_fd(report, quick=False, only=None):
             name = f"{case} [{ch.t0}:{ch.t0 + ch.x.shape[1]}]"
             report.activity("tbptt-fd", name, _layer_names(c.config), ch.rates)
             cnet = Network(c.config, params={k: v.copy() for k, v in ch.params.items()},
-                           dtype=np.float64)
+                           dtype=np.float64, backend=device)
             compare_fd(report, "tbptt-fd", name, c.config, tbptt_check.chunk_loss(cnet, ch),
                        cnet.params, ch.grads, ch.loss, SAMPLE[quick],
                        np.random.default_rng(100 + i))
 
 
-def check_tbptt_reference(report, quick=False, only=None, step=None):
+def check_tbptt_reference(report, quick=False, only=None, step=None, device="cpu"):
     """``step``: the truncated step to check (default the trainer's ``train_step``)."""
     for case, c in tbptt_check.tbptt_cases().items():
         if only is not None and case not in only:
             continue
         net, x, labels, state = tbptt_check.problem(c)
+        net.set_backend(device)
         kw = {} if step is None else {"step": step}
         chunks = tbptt_check.run_recorded(net, x, labels, state, c.chunk, **kw)
         for ch, rloss, rgrads in tbptt_check.reference_chain(c.config, chunks, state):
@@ -208,31 +214,35 @@ def check_tbptt_reference(report, quick=False, only=None, step=None):
                               rloss)
 
 
-def run_all(quick=False, out=print, only=None) -> Report:
+def run_all(quick=False, out=print, only=None, device="cpu") -> Report:
     report = Report(out)
+    if device != "cpu":
+        out(f"networks on the {device} backend (checks 2-4)")
     with compute_threads():
         out("surrogate functions: kernel derivative vs finite differences of the integral "
             f"(tolerance {surrogate_check.FD_TOL:g}) and vs the reference's formula "
             f"({surrogate_check.REF_TOL:g}):")
         surrogate_check.check(report)
         out(f"finite differences, float64, smooth mode (element-wise tolerance {FD_TOL:g}):")
-        check_fd(report, quick, only)
+        check_fd(report, quick, only, device)
         out("truncated BPTT, each chunk with its carried-in state fixed, finite differences:")
-        check_tbptt_fd(report, quick, only)
+        check_tbptt_fd(report, quick, only, device)
         out("Numba kernels vs plain-NumPy reference, float64, surrogate mode (element-wise "
             f"tolerance {REF_TOL:g}):")
-        check_reference(report, quick, only)
+        check_reference(report, quick, only, device)
         out("truncated BPTT, the whole step vs the reference carrying its own state:")
-        check_tbptt_reference(report, quick, only)
+        check_tbptt_reference(report, quick, only, device=device)
     return report
 
 
 def run(args) -> int:
     t0 = time.perf_counter()
-    report = run_all(args.quick, only=getattr(args, "only", None))
+    device = getattr(args, "device", "cpu")
+    report = run_all(args.quick, only=getattr(args, "only", None), device=device)
     print(report.summary())
     print(f"{len(report.rows)} checks in {time.perf_counter() - t0:.1f} s"
-          f"{' (--quick)' if args.quick else ''}")
+          f"{' (--quick)' if args.quick else ''}"
+          f"{f' (--device {device})' if device != 'cpu' else ''}")
     return 1 if report.failed else 0
 
 
@@ -241,6 +251,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer cases and sampled elements")
     p.add_argument("--only", nargs="+", default=None, metavar="CASE",
                    help="run only the cases of these names (surrogate functions always run)")
+    add_device_arg(p)
     return run(p.parse_args(argv))
 
 

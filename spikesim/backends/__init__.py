@@ -15,3 +15,9 @@ def get_backend(name: str):
         from .cuda.backend import CudaBackend
         return CudaBackend
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def check_backend(name: str) -> None:
+    """Whether the backend ``name`` can run here: returns, or raises what its constructor raises
+    (the CUDA backend: ImportError naming numba-cuda, RuntimeError without a GPU)."""
+    get_backend(name)("float32")

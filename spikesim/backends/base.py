@@ -2,8 +2,8 @@
 
 ``spikesim.network.Network`` keeps the configuration, the parameters, the tau chain rule and
 the choice of loss; a backend runs the kernels. It owns its trace format (what the forward keeps
-for the backward) and its work arrays. The CPU backend (``spikesim.backends.cpu``) is the one
-that exists today; a CUDA backend implements the same methods with the same kernel names.
+for the backward) and its work arrays. The CPU backend (``spikesim.backends.cpu``) and the CUDA
+backend (``spikesim.backends.cuda``) implement the same methods with the same kernel names.
 
 Arguments a backend receives:
 
@@ -76,6 +76,12 @@ class Backend(ABC):
     def loss(self, kind: str, out, labels, start: int, carry=None,
              grad: bool = False) -> LossResult:
         """The loss ``kind`` (``spikesim.model.config.LOSSES``) on the readout ``out`` (T, B, C)."""
+
+    def readout(self, trace, kind: str):
+        """The readout the loss reads: the last layer's spikes (``kind`` "spike") or membrane
+        (T, B, C), in the form this backend's ``loss`` takes (the CPU: the trace's host arrays;
+        the CUDA backend: device arrays, so the loss and its gradient stay on the device)."""
+        return trace.output_spikes if kind == "spike" else trace.output_mem
 
     def session(self) -> AbstractContextManager:
         """A context in which a series of calls runs (the CPU backend sets its threads)."""

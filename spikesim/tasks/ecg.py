@@ -48,6 +48,7 @@ from ..model.presets import ecg_config as network_config
 from ..model.state import state_spec
 from ..network import Network
 from ..options import (
+    add_device_arg,
     add_dtype_arg,
     add_run_args,
     fraction,
@@ -338,6 +339,7 @@ def add_eval_args(parser: argparse.ArgumentParser, name: str = "ecg"):
                              "stored)")
     parser.add_argument("--variant", choices=("auto",) + VARIANTS, default="auto")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    add_device_arg(parser)
     parser.add_argument("--tolerance", type=nonnegative_float, default=DEFAULT_TOLERANCE,
                         help="boundary-detection tolerance in steps (default 37.5: 150 ms)")
     parser.add_argument("--boundary-match", choices=("nearest", "optimal"), default="nearest",
@@ -353,6 +355,7 @@ def _model_and_data(args):
     dtype = np.dtype(args.dtype)
     try:
         net, info = load_network(args.checkpoint, args.variant, args.b_j0, dtype)
+        net.set_backend(getattr(args, "device", "cpu"))
     except CheckpointError as e:
         print(f"spikesim: error: {e}", file=sys.stderr)
         return None
@@ -417,6 +420,7 @@ def add_train_args(parser: argparse.ArgumentParser, name: str = "ecg"):
                              "(default: none, as the official script; a time constant driven "
                              "to 0 or below stops the run with an error)")
     add_dtype_arg(parser, "float32")
+    add_device_arg(parser)
     parser.add_argument("--tolerance", type=nonnegative_float, default=DEFAULT_TOLERANCE,
                         help="segment-onset detection tolerance (steps)")
     parser.add_argument("--no-plots", action="store_true", help="draw no plots")
@@ -442,7 +446,7 @@ def run_train(args) -> int:
     cfg = network_config(b_j0=args.b_j0, surrogate=args.surrogate)
     tcfg = train_config(args.epochs, args.batch_size, args.lr, args.seed, args.init_state)
     tcfg.tau_min = getattr(args, "tau_min", None)
-    net = Network(cfg, seed=args.seed, dtype=dtype)
+    net = Network(cfg, seed=args.seed, dtype=dtype, backend=args.device)
     params0 = init_params(cfg, args.seed, dtype)
     n_val = 0 if val_set is None else len(val_set)
     meta = {"task": "ecg", "seed": args.seed, "b_j0": args.b_j0, "val_fraction": args.val_fraction,
@@ -458,7 +462,8 @@ def run_train(args) -> int:
     history = _fit(trainer, out, select)
     wall = time.time() - t0
     best = load_checkpoint(out / _SELECT_FILE[select])
-    best_net = Network(cfg, {k: np.asarray(v) for k, v in best.params.items()}, dtype=dtype)
+    best_net = Network(cfg, {k: np.asarray(v) for k, v in best.params.items()}, dtype=dtype,
+                       backend=args.device)
     res, pred = evaluate_network(best_net, test.x, test.labels, tcfg.init_state, 1, "nmi",
                                  args.tolerance)
     last_rec = history[-1] if history else {}

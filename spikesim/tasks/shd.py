@@ -34,6 +34,7 @@ from ..model.config import NetworkConfig
 from ..model.presets import shd_config
 from ..network import Network
 from ..options import (
+    add_device_arg,
     add_dtype_arg,
     add_run_args,
     fraction,
@@ -269,6 +270,7 @@ def add_eval_args(parser: argparse.ArgumentParser, name: str = "shd"):
                         help="seed of the random initial state")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     add_dtype_arg(parser, "float32")
+    add_device_arg(parser)
     parser.add_argument("--json", default=None, help="write all results as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -278,6 +280,7 @@ def model_and_data(args):
     (or by the binning options): (net, meta, events, dataset). Raises CheckpointError or
     DataError when they do not fit each other."""
     net, meta = load_model(args.checkpoint, np.dtype(args.dtype))
+    net.set_backend(getattr(args, "device", "cpu"))
     binning = (Binning(**meta["binning"]) if isinstance(meta.get("binning"), dict)
                else binning_from_args(args))
     events = load_events(data_file(args, args.split), n_units=binning.n_units)
@@ -361,6 +364,7 @@ def add_train_args(parser: argparse.ArgumentParser, name: str = "shd"):
     parser.add_argument("--augment-stretch", type=fraction, default=0.0,
                         help="training samples stretched in time by a factor in 1 +- this")
     add_dtype_arg(parser, "float32")
+    add_device_arg(parser)
     parser.add_argument("--no-plots", action="store_true", help="draw no plots")
 
 
@@ -396,7 +400,7 @@ def run_train(args) -> int:
     n_classes = max(train_ev.n_classes, test_ev.n_classes)
     cfg = network_config(binning.n_channels, n_classes, hidden, args.b_j0)
     tcfg = train_config(args.epochs, args.batch_size, args.lr, args.seed, args.init_state)
-    net = Network(cfg, seed=args.seed, dtype=dtype)
+    net = Network(cfg, seed=args.seed, dtype=dtype, backend=args.device)
     params0 = init_params(cfg, args.seed, dtype)
     meta = {"task": args.dataset, "seed": args.seed, "binning": binning.to_dict(),
             "augment": augment.to_dict(),
@@ -411,7 +415,8 @@ def run_train(args) -> int:
     wall = time.time() - t1
     select = "best.ckpt" if val_set is not None else "last.ckpt"
     best = load_checkpoint(out / select)
-    best_net = Network(cfg, {k: np.asarray(v) for k, v in best.params.items()}, dtype=dtype)
+    best_net = Network(cfg, {k: np.asarray(v) for k, v in best.params.items()}, dtype=dtype,
+                       backend=args.device)
     res = evaluate_dataset(best_net, test, tcfg.init_state, args.seed + 7, 250,
                            np.unique(train_ev.speakers), keep_sample=0, val_speakers=held)
     train_s = float(sum(h.get("seconds", 0.0) for h in history))

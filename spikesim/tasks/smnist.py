@@ -44,6 +44,7 @@ from ..model.readout import running_sum
 from ..model.state import INITIAL_STATES
 from ..network import Network
 from ..options import (
+    add_device_arg,
     add_dtype_arg,
     add_run_args,
     fraction,
@@ -287,6 +288,7 @@ def add_eval_args(parser, name="smnist"):
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="first N test images only")
     add_dtype_arg(parser, "float64")
+    add_device_arg(parser)
     parser.add_argument("--batch-size", type=positive_int, default=100)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--perm-seed", type=nonnegative_int, default=None,
@@ -296,6 +298,7 @@ def add_eval_args(parser, name="smnist"):
 def run_eval(args) -> int:
     t0 = time.time()
     net, meta = load_model(args.checkpoint, dtype=np.dtype(args.dtype))
+    net.set_backend(getattr(args, "device", "cpu"))
     if getattr(args, "task", "smnist") == "psmnist" and meta.get("perm") is None:
         if args.perm_seed is not None:
             meta["perm"] = permutation(args.perm_seed).tolist()
@@ -385,6 +388,7 @@ def add_train_args(parser, name="smnist"):
     parser.add_argument("--clip-norm", type=positive_float, default=None,
                         help="clip the gradient norm of every update (official: no clipping)")
     add_dtype_arg(parser, "float32")
+    add_device_arg(parser)
     parser.add_argument("--perm-seed", type=nonnegative_int, default=DEFAULT_PERM_SEED,
                         help="PS-MNIST permutation seed (stored in the checkpoint)")
     parser.add_argument("--steps", type=positive_int, default=None,
@@ -430,7 +434,7 @@ def run_train(args) -> int:
         train_set = _Crop(train_set, args.steps)
         val_set = _Crop(val_set, args.steps) if val_set is not None else None
     net = Network(nmi_config(k=args.window, hidden=hidden), seed=args.seed,
-                  dtype=np.dtype(args.dtype))
+                  dtype=np.dtype(args.dtype), backend=args.device)
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(args.epochs, args.batch_size, None if args.full_bptt else args.tbptt,
                        args.seed, args.lr, args.tbptt_offset)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..model.config import LayerConfig, LossConfig, NetworkConfig
-from ..options import add_run_args, positive_float, positive_int
+from ..options import add_device_arg, add_run_args, positive_float, positive_int
 from ..train.trainer import ArrayDataset, TrainConfig
 
 N_CLASSES, N_IN, T, READ_FROM = 4, 16, 60, 40
@@ -43,6 +43,7 @@ def add_train_args(parser, name: str = "demo"):
     parser.add_argument("--n-train", type=positive_int, default=1024,
                         help="training sequences (a quarter more are drawn for validation)")
     parser.add_argument("--no-plots", action="store_true", help="(the demo draws none)")
+    add_device_arg(parser)
 
 
 def run_train(args) -> int:
@@ -62,7 +63,7 @@ def run_train(args) -> int:
     cfg = network_config(args.hidden)
     tcfg = train_config(epochs=args.epochs, seed=args.seed)
     tcfg.lr, tcfg.batch_size = args.lr, args.batch_size
-    net = Network(cfg, seed=args.seed)
+    net = Network(cfg, seed=args.seed, backend=args.device)
     trainer = Trainer(net, tcfg, train, val, out_dir=out, progress=not args.quiet,
                       meta={"task": "demo", "seed": args.seed})
     if args.resume:

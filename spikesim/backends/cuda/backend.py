@@ -6,13 +6,16 @@ bias), then the layer's persistent kernel (``alif_forward`` or ``integrator_forw
 Backward, last layer first: the layer's reverse-time kernel (``alif_backward`` or
 ``integrator_backward``), which writes dL/dI (T, B, N), then the weight gradients and the
 gradient to the layer below as products over it, and the per-neuron sums (``column_sums``).
-Parameters go to the device per call (they are small). The loss runs on the device from
+Parameters and the decays go to the device when they change (``_param``: once per
+evaluation, once per training step), the gradients come back. The loss runs on the device from
 ``readout`` (``losses.compute_device``), or on the host from a host readout (``losses.py``).
 Mirrors ``spikesim/backends/cpu/backend.py``.
 """
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import numpy as np
 
@@ -30,11 +33,18 @@ def _require_device():
     cuda = require_numba_cuda()
     if not cuda.is_available():
         raise RuntimeError("backend 'cuda' needs an NVIDIA GPU and its driver, and numba.cuda "
-                           "finds none (numba.cuda.is_available() is False); use backend='cpu', "
+                           "finds none (numba.cuda.is_available() is False); use the CPU "
+                           "(backend='cpu', --device cpu), "
                            "or set NUMBA_ENABLE_CUDASIM=1 before importing numba to run the "
                            "kernels in the CUDA simulator (slow; for tests)")
     from . import layers
     return cuda, layers
+
+
+def _simulator() -> bool:
+    """Whether numba.cuda is the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    from numba import config
+    return bool(getattr(config, "ENABLE_CUDASIM", False))
 
 
 class CudaBackend(Backend):
@@ -54,10 +64,40 @@ class CudaBackend(Backend):
         self.tile = self._k.TILE
         self.target_blocks = 264        # ~2 per SM of the largest GPUs (132 SMs)
         self.split_k_min = 256          # the least length of a span of a split sum
+        if _simulator():
+            # each GPU thread is a Python thread: small blocks; and the simulator's block
+            # manager polls its threads for barriers while holding the GIL, so a shorter
+            # switch interval than the default 5 ms runs it several times faster
+            self.block_threads, self.tile = 16, 8
+            sys.setswitchinterval(min(sys.getswitchinterval(), 5e-4))
+        # the simulator runs a thread per element of a product (~0.5 ms each): with
+        # SPIKESIM_CUDASIM_HOST_PRODUCTS=1 the products and column sums run in NumPy on the
+        # simulator's arrays and blocks are not rounded up to warps, for tests of what lies
+        # around the kernels (the command line on the tasks); tests/test_cuda_sim.py runs
+        # every kernel without it
+        self.host_products = (_simulator()
+                              and os.environ.get("SPIKESIM_CUDASIM_HOST_PRODUCTS") == "1")
+        self.warp = 1 if self.host_products else WARP
+        self._params: dict = {}         # key -> (host snapshot, device copy): ``_param``
+        self.uploads = 0                # parameter and constant uploads so far (tests count)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _dev(self, a):
         return self._cuda.to_device(np.ascontiguousarray(a, dtype=self.dtype))
+
+    def _param(self, key: str, a):
+        """The device copy of a parameter or constant ``a`` (host), kept under ``key`` from call
+        to call and uploaded again only when ``a`` changed (compared with a host snapshot of
+        what was uploaded): an evaluation uploads each parameter once, and the backward pass
+        reuses what its forward pass uploaded."""
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        hit = self._params.get(key)
+        if hit is not None and hit[0].shape == a.shape and np.array_equal(hit[0], a):
+            return hit[1]
+        self.uploads += 1
+        dev = self._cuda.to_device(a)
+        self._params[key] = (a.copy(), dev)
+        return dev
 
     def _zeros(self, shape):
         return self._cuda.to_device(np.zeros(shape, self.dtype))
@@ -71,7 +111,7 @@ class CudaBackend(Backend):
     def _grid(self, B, N, recurrent):
         """(grid, threads): a block per sample; a recurrent layer's whole sample in one block,
         the others in tiles of ``threads`` neurons."""
-        threads = min(self.block_threads, WARP * math.ceil(N / WARP))
+        threads = min(self.block_threads, self.warp * math.ceil(N / self.warp))
         tiles = 1 if recurrent else math.ceil(N / threads)
         return (B, tiles), threads
 
@@ -103,6 +143,13 @@ class CudaBackend(Backend):
     def _matmul(self, A, B, C, ta=False, tb=False, bias=None):
         """C (M, N) = op(A) op(B) (+ bias): ``layers.matmul`` over spans of the sum's axis K
         (split-K; none with a bias), then ``layers.sum_splits``."""
+        if self.host_products:
+            a, b = A.copy_to_host(), B.copy_to_host()
+            r = (a.T if ta else a) @ (b.T if tb else b)
+            if bias is not None:
+                r += bias.copy_to_host()
+            C.copy_to_device(np.ascontiguousarray(r, dtype=self.dtype))
+            return C
         t = self.tile
         M, N = C.shape
         K = A.shape[0] if ta else A.shape[1]
@@ -122,6 +169,8 @@ class CudaBackend(Backend):
         """The sums over the rows of A (R, n), on the host (n,): ``layers.column_sums`` over
         spans of rows, then ``sum_splits``."""
         R, n = A.shape
+        if self.host_products:
+            return A.copy_to_host().sum(0, dtype=self.dtype)
         threads = min(self.block_threads, WARP * math.ceil(n / WARP))
         splits, rows = self._splits(math.ceil(n / threads), R)
         P = self._cuda.device_array((splits, n), self.dtype)
@@ -144,21 +193,23 @@ class CudaBackend(Backend):
             if layer.recurrent:
                 bias = bias + p[f"{n}.b_rec"]
             I = self._cuda.device_array((T, B, N), d)
-            self._matmul(xin.reshape(T * B, n_in), self._dev(p[f"{n}.W_in"]),
-                         I.reshape(T * B, N), tb=True, bias=self._dev(bias))
+            self._matmul(xin.reshape(T * B, n_in), self._param(f"{n}.W_in", p[f"{n}.W_in"]),
+                         I.reshape(T * B, N), tb=True, bias=self._param(f"{n}.bias", bias))
             u_init, s_init, b_init = state[n]
             u = self._state_array(T, B, N, u_init)
-            alpha, oma = self._dev(k.alpha), self._dev(k.oma)
+            alpha, oma = self._param(f"{n}.alpha", k.alpha), self._param(f"{n}.oma", k.oma)
             grid, threads = self._grid(B, N, layer.recurrent)
             if layer.spiking:
                 s, b = self._state_array(T, B, N, s_init), self._state_array(T, B, N, b_init)
                 rec = layer.recurrent
-                WrecT = self._dev(p[f"{n}.W_rec"].T) if rec else self._zeros((1, 1))
+                WrecT = (self._param(f"{n}.W_rec^T", p[f"{n}.W_rec"].T) if rec
+                         else self._zeros((1, 1)))
                 shmem, w_shared = self._shared(N, rec)
                 sp = surrogate_consts(layer.surrogate, d)
                 self._k.alif_forward[grid, threads, 0, shmem](
-                    I, WrecT, rec, w_shared, u, s, b, alpha, oma, self._dev(k.rho),
-                    self._dev(k.omr), d.type(k.beta), d.type(k.b_j0), d.type(k.dt), sp)
+                    I, WrecT, rec, w_shared, u, s, b, alpha, oma,
+                    self._param(f"{n}.rho", k.rho), self._param(f"{n}.omr", k.omr),
+                    d.type(k.beta), d.type(k.b_j0), d.type(k.dt), sp)
                 trace.layers.append(CudaLayerTrace(xin, n_in, u, s, b))
                 xin, n_in = s[1:], N            # the next layer reads slots 1..T
             else:
@@ -182,21 +233,22 @@ class CudaBackend(Backend):
             n = layer.name
             T, B, N = g.shape
             Nin = tr.n_in
-            ioma = self._dev(np.ones(N, d) / k.oma)
-            alpha, oma = self._dev(k.alpha), self._dev(k.oma)
+            ioma = self._param(f"{n}.ioma", np.ones(N, d) / k.oma)
+            alpha, oma = self._param(f"{n}.alpha", k.alpha), self._param(f"{n}.oma", k.oma)
             gI = self._cuda.device_array((T, B, N), d)
             ga, gu_n = self._zeros((B, N)), self._zeros((B, N))
             grid, threads = self._grid(B, N, layer.recurrent)
             if layer.spiking:
                 rec = layer.recurrent
-                Wrec = self._dev(p[f"{n}.W_rec"]) if rec else self._zeros((1, 1))
+                Wrec = self._param(f"{n}.W_rec", p[f"{n}.W_rec"]) if rec else self._zeros((1, 1))
                 gr = self._zeros((B, N))
                 shmem, w_shared = self._shared(N, rec)
                 sp = surrogate_consts(layer.surrogate, d)
                 fu = d.type(1 if on_u else 0)
                 self._k.alif_backward[grid, threads, 0, shmem](
                     g, d.type(1) - fu, fu, tr.u_dev, tr.s_dev, tr.b_dev, Wrec, rec, w_shared,
-                    alpha, oma, ioma, self._dev(k.rho), self._dev(k.omr), d.type(k.beta),
+                    alpha, oma, ioma, self._param(f"{n}.rho", k.rho),
+                    self._param(f"{n}.omr", k.omr), d.type(k.beta),
                     d.type(k.b_j0), d.type(k.dt), sp, gI, gu_n, self._zeros((B, N)),
                     self._zeros((B, N)), ga, gr)
                 grads[f"{n}.rho"] = self._column_sums(gr)
@@ -204,7 +256,7 @@ class CudaBackend(Backend):
                 self._k.integrator_backward[grid, threads](g, tr.u_dev, alpha, oma, ioma, gI,
                                                            gu_n, ga)
             gI2 = gI.reshape(T * B, N)
-            W_in = self._dev(p[f"{n}.W_in"])
+            W_in = self._param(f"{n}.W_in", p[f"{n}.W_in"])
             dW = self._cuda.device_array((N, Nin), d)
             grads[f"{n}.W_in"] = self._matmul(gI2, tr.x.reshape(T * B, Nin), dW,
                                               ta=True).copy_to_host()

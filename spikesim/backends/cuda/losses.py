@@ -108,9 +108,9 @@ def _softmax_sum_grad(q, dz, start, g):
     if r >= T * B:
         return
     t, b = r // B, r % B
-    if t < start:
+    if t < start:       # (q holds nothing before start: not even a finite number)
         for c in range(C):
-            g[t, b, c] = q[t, b, c] - q[t, b, c]
+            g[t, b, c] = 0
         return
     dot = dz[b, 0] - dz[b, 0]
     for c in range(C):
