@@ -111,3 +111,34 @@ def test_the_command_line_on_cuda_in_the_simulator():
     assert out.returncode == 0, tail
     m = re.search(r"(\d+) passed", out.stdout)
     assert m and int(m.group(1)) >= 6, tail
+
+
+@pytest.mark.skipif(HAVE_GPU or SIM, reason="a GPU or the simulator is present")
+def test_gpu_check_without_a_gpu_exits_cleanly():
+    """validation/gpu_check.py says in one line that there is no GPU to check: status 0, or 3
+    with --require-gpu; no traceback."""
+    for extra, code in (([], 0), (["--require-gpu"], 3)):
+        out = subprocess.run([sys.executable, "-m", "validation.gpu_check"] + extra, cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == code, out.stderr
+        lines = out.stdout.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gpu_check: skipped, no GPU to check: ")
+        assert "Traceback" not in out.stderr
+
+
+def test_torch_reference_on_cuda_needs_a_gpu():
+    """PyTorch CUDA timing where PyTorch finds a GPU, else a clear error; the CPU timing of the
+    same problem still runs."""
+    tr = pytest.importorskip("validation.torch_reference")
+    if not tr.torch_available():
+        pytest.skip("PyTorch is not installed")
+    from validation.problems import named_spec, with_overrides
+    spec = with_overrides(named_spec("shd"), batch=2, steps=5, width=4)
+    r = tr.time_spec(spec, repeats=1, warmup=0, device="cpu")
+    assert r["device"] == "cpu" and r["peak_bytes"] is None and r["median_s"] > 0
+    if tr.torch_cuda_available():
+        r = tr.time_spec(spec, repeats=1, warmup=0, device="cuda")
+        assert r["device"] == "cuda" and r["peak_bytes"] > 0
+    else:
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            tr.time_spec(spec, repeats=1, warmup=0, device="cuda")

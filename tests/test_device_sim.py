@@ -142,3 +142,28 @@ def test_parameters_are_uploaded_when_they_change():
     assert abs(l2 - l0) <= 1e-12 * abs(l0) and abs(l2 - l1) > 1e-9
     for k in g0:
         assert np.abs(g2[k] - g0[k]).max() <= 1e-10 * max(1e-300, np.abs(g0[k]).max()), k
+
+
+def test_gpu_check_runs_in_the_simulator(tmp_path):
+    """validation/gpu_check.py --tiny: the CPU-against-CUDA comparison of shd, ecg and smnist
+    passes, and the timing table and SHD epoch estimate are printed (tiny sizes, no PyTorch
+    CUDA here)."""
+    from validation import gpu_check
+    lines = []
+    rc = gpu_check.run(_args(tmp_path), out=lines.append)
+    text = "\n".join(lines)
+    assert rc == 0, text
+    for name in ("shd", "ecg", "smnist"):
+        assert f"ok  {name}" in text, text
+    assert "shd-b256" in text and "SHD epoch" in text
+    res = json.loads((tmp_path / "g.json").read_text())
+    assert all(c["ok"] for c in res["compare"]) and len(res["timings"]) == 4
+
+
+def _args(tmp_path):
+    import argparse
+
+    from validation import gpu_check
+    p = argparse.ArgumentParser()
+    gpu_check.add_args(p)
+    return p.parse_args(["--tiny", "--json", str(tmp_path / "g.json")])

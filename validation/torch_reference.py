@@ -5,7 +5,9 @@ Two uses:
 1. Cross-check: spikesim's hand-written BPTT (float64) against PyTorch autograd (float64) on the
    same parameters, input, labels and initial state; they agree to ~1e-14 relative per tensor.
 2. Timing: one training step (forward + backward + every gradient, float32) of a bench
-   configuration (``validation.problems.configs()``) with PyTorch eager autograd on the CPU, to put
+   configuration (``validation.problems.configs()``) with PyTorch eager autograd on the CPU, or on
+   an NVIDIA GPU (``device="cuda"``, where the installed PyTorch has CUDA and finds a GPU: the
+   CUDA device check ``validation.gpu_check`` puts it next to spikesim's CUDA backend), to put
    next to spikesim's own numbers.
 
 The forward pass is written the way the official PyTorch code of Yin, Corradi & Bohte does it
@@ -26,9 +28,10 @@ PyTorch is not a dependency of spikesim: this module imports without it, ``torch
 says whether it can run.
 
 ``python -m validation.torch_reference [--check] [--bench shd|ecg|smnist|all] [--repeats N]
-[--threads N]``: ``--check`` prints the per-tensor max relative error between spikesim and torch
-float64 gradients on small versions of each task topology and exits non-zero above 1e-10;
-``--bench`` prints the median seconds of one float32 training step per configuration.
+[--threads N] [--device cpu|cuda]``: ``--check`` prints the per-tensor max relative error
+between spikesim and torch float64 gradients on small versions of each task topology and exits
+non-zero above 1e-10; ``--bench`` prints the median seconds of one float32 training step per
+configuration.
 """
 from __future__ import annotations
 
@@ -50,7 +53,8 @@ except Exception as exc:  # pragma: no cover - depends on the environment
     F = None
     _TORCH_ERROR = exc
 
-__all__ = ["torch_available", "TorchNet", "time_step", "time_spec", "check", "main", "CHECK_TOL"]
+__all__ = ["torch_available", "torch_cuda_available", "TorchNet", "time_step", "time_spec",
+           "check", "main", "CHECK_TOL"]
 
 CHECK_TOL = 1e-10
 
@@ -58,6 +62,11 @@ CHECK_TOL = 1e-10
 def torch_available() -> bool:
     """True when PyTorch can be imported."""
     return torch is not None
+
+
+def torch_cuda_available() -> bool:
+    """True when PyTorch is installed with CUDA and finds a GPU."""
+    return torch is not None and bool(torch.cuda.is_available())
 
 
 def _require_torch():
@@ -266,22 +275,30 @@ class TorchNet:
 # timing
 # ----------------------------------------------------------------------------------------------
 
-def time_step(name: str, repeats: int = 5, threads=None, warmup: int = 1) -> dict:
+def time_step(name: str, repeats: int = 5, threads=None, warmup: int = 1,
+              device: str = "cpu") -> dict:
     """Median seconds of one float32 training step of bench config ``name`` with PyTorch
-    eager autograd on the CPU (after ``warmup`` untimed steps), with ``threads`` torch threads
+    eager autograd on ``device`` (the CPU, or "cuda": see :func:`time_spec`; after ``warmup``
+    untimed steps), with ``threads`` torch threads
     (default: all cores). On a machine whose cores are busy with other work, more torch
     threads than free cores can be many times slower than one thread (OpenMP workers wait for
     each other): time on a quiet machine, or compare with ``threads=1``."""
     from validation.problems import named_spec
-    out = time_spec(named_spec(name), repeats, threads, warmup)
+    out = time_spec(named_spec(name), repeats, threads, warmup, device)
     out["config"] = name
     return out
 
 
-def time_spec(spec, repeats: int = 5, threads=None, warmup: int = 1) -> dict:
+def time_spec(spec, repeats: int = 5, threads=None, warmup: int = 1, device: str = "cpu") -> dict:
     """As :func:`time_step`, for any ``validation.problems.ProblemSpec`` (or its dict form),
-    in the spec's dtype; always full BPTT, no optimiser update."""
+    in the spec's dtype; always full BPTT, no optimiser update. With ``device="cuda"`` the
+    parameters and the input live on the GPU, a step ends with the gradients copied to the host
+    (which waits for the GPU), and the result has ``peak_bytes``: the most device memory PyTorch
+    held for tensors during the timed steps (``torch.cuda.max_memory_allocated``)."""
     _require_torch()
+    if device == "cuda" and not torch_cuda_available():
+        raise RuntimeError("PyTorch finds no CUDA GPU (torch.cuda.is_available() is False; "
+                           f"PyTorch {torch.__version__})")
     from validation.problems import ProblemSpec, build, dense_gflop
     from validation.problems import time_step as _time
     if isinstance(spec, dict):
@@ -293,17 +310,22 @@ def time_spec(spec, repeats: int = 5, threads=None, warmup: int = 1) -> dict:
     torch.set_num_threads(n_threads)
     dt = torch.float32 if spec.dtype == "float32" else torch.float64
     try:
-        tnet = TorchNet(cfg, net.params, dtype=dt)
-        xt = torch.as_tensor(np.asarray(x))
+        tnet = TorchNet(cfg, net.params, dtype=dt, device=device)
+        xt = torch.as_tensor(np.asarray(x)).to(device)
+        if device == "cuda":
+            tnet.loss_and_grads(xt, labels)     # the first step: CUDA context and kernels
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         ts = _time(lambda: tnet.loss_and_grads(xt, labels), repeats, warmup)
+        peak = int(torch.cuda.max_memory_allocated()) if device == "cuda" else None
     finally:
         torch.set_num_threads(old_threads)
     gflop = dense_gflop(cfg, B, T)
     med = float(np.median(ts))
     return {"config": spec.name, "batch": B, "steps": T, "median_s": med,
             "min_s": float(np.min(ts)), "repeats": repeats, "threads": n_threads, "gflop": gflop,
-            "gflops": gflop / med, "torch": torch.__version__,
-            "backend": f"pytorch eager autograd, cpu, {spec.dtype}"}
+            "gflops": gflop / med, "torch": torch.__version__, "device": device,
+            "peak_bytes": peak, "backend": f"pytorch eager autograd, {device}, {spec.dtype}"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,6 +414,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--tol", type=float, default=CHECK_TOL)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where --bench runs PyTorch (cuda: an NVIDIA GPU)")
     args = p.parse_args(argv)
     if not torch_available():
         print(f"PyTorch is not installed ({_TORCH_ERROR}); nothing to do", file=sys.stderr)
@@ -410,12 +434,16 @@ def main(argv=None) -> int:
     if args.bench is not None:
         from validation.problems import configs
         names = list(configs()) if args.bench == "all" else [args.bench]
-        print(f"PyTorch {torch.__version__} eager autograd, CPU, float32, one training step "
-              f"(forward + backward, all grads), median of {args.repeats}:")
+        if args.device == "cuda" and not torch_cuda_available():
+            print(f"PyTorch {torch.__version__} finds no CUDA GPU; --device cuda cannot run",
+                  file=sys.stderr)
+            return 2
+        print(f"PyTorch {torch.__version__} eager autograd, {args.device}, float32, one training "
+              f"step (forward + backward, all grads), median of {args.repeats}:")
         print(f"{'config':8s} {'batch':>5s} {'steps':>5s} {'threads':>7s} {'median s':>9s} "
               f"{'min s':>8s} {'GFLOP':>7s} {'GFLOP/s':>8s}")
         for name in names:
-            r = time_step(name, args.repeats, args.threads)
+            r = time_step(name, args.repeats, args.threads, device=args.device)
             print(f"{name:8s} {r['batch']:5d} {r['steps']:5d} {r['threads']:7d} "
                   f"{r['median_s']:9.3f} {r['min_s']:8.3f} {r['gflop']:7.2f} {r['gflops']:8.1f}",
                   flush=True)
