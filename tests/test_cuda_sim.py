@@ -74,7 +74,7 @@ def compare(cfg, x, labels, dtype, state=None, carry=None, knobs=None, seed=0, w
     tol = TOL[dtype]
     l0, g0, r0, t0 = cpu.loss_and_grad(x, labels, state=state, carry=carry)
     # the GPU: the loss on the device from the backend's readout (its gradient stays there),
-    # and on the host from the trace's host readout, as Network.loss does today
+    # (as Network.loss does), and on the host from the trace's host readout
     t1 = gpu.forward(x, state)
     out = gpu.backend.readout(t1, cfg.loss.readout)
     r1 = gpu.backend.loss(cfg.loss.kind, out, labels, cfg.loss.start, carry=carry, grad=True)

@@ -79,6 +79,7 @@ class CudaBackend(Backend):
                               and os.environ.get("SPIKESIM_CUDASIM_HOST_PRODUCTS") == "1")
         self.warp = 1 if self.host_products else WARP
         self._params: dict = {}         # key -> (host snapshot, device copy): ``_param``
+        self._work: dict = {}           # (key, shape) -> device work array: ``_buf``
         self.uploads = 0                # parameter and constant uploads so far (tests count)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -99,12 +100,32 @@ class CudaBackend(Backend):
         self._params[key] = (a.copy(), dev)
         return dev
 
-    def _zeros(self, shape):
-        return self._cuda.to_device(np.zeros(shape, self.dtype))
+    def _buf(self, key, shape):
+        """A device work array (contents undefined): with ``reuse_buffers`` the one kept under
+        (``key``, shape) from an earlier call, else a new one. numba allocates every array with
+        cudaMalloc and frees it with cudaFree (which waits for the GPU); reused, a training step
+        allocates nothing after the first."""
+        shape = tuple(int(v) for v in np.atleast_1d(shape))
+        if not self.reuse_buffers:
+            return self._cuda.device_array(shape, self.dtype)
+        k = (key, shape)
+        a = self._work.get(k)
+        if a is None:
+            a = self._work[k] = self._cuda.device_array(shape, self.dtype)
+        return a
 
-    def _state_array(self, T, B, N, init):
+    def _zeros(self, shape, key=None):
+        """A device array of zeros (the zeros copied from the host; ``key``: reused as
+        ``_buf``)."""
+        if key is None or not self.reuse_buffers:
+            return self._cuda.to_device(np.zeros(shape, self.dtype))
+        a = self._buf(key, shape)
+        a.copy_to_device(np.zeros(shape, self.dtype))
+        return a
+
+    def _state_array(self, T, B, N, init, key=None):
         """A (T + 1, B, N) device array with slot 0 = ``init`` (B, N)."""
-        a = self._cuda.device_array((T + 1, B, N), self.dtype)
+        a = self._buf(key, (T + 1, B, N))
         a[0].copy_to_device(np.ascontiguousarray(init, dtype=self.dtype))
         return a
 
@@ -156,10 +177,10 @@ class CudaBackend(Backend):
         blocks = math.ceil(N / t) * math.ceil(M / t)
         splits, chunk = (1, max(K, 1)) if bias is not None else self._splits(blocks, K)
         P = (C.reshape(1, M, N) if splits == 1
-             else self._cuda.device_array((splits, M, N), self.dtype))
+             else self._buf("matmul splits", (splits, M, N)))
         has_bias = bias is not None
         if bias is None:
-            bias = self._zeros(1)
+            bias = self._zeros(1, "no bias")
         self._k.matmul[(math.ceil(N / t), math.ceil(M / t), splits), (t, t), 0,
                        2 * t * t * self.dtype.itemsize](
             A, B, P, ta, tb, bias, has_bias, self.dtype.type(0), chunk)
@@ -173,10 +194,10 @@ class CudaBackend(Backend):
             return A.copy_to_host().sum(0, dtype=self.dtype)
         threads = min(self.block_threads, WARP * math.ceil(n / WARP))
         splits, rows = self._splits(math.ceil(n / threads), R)
-        P = self._cuda.device_array((splits, n), self.dtype)
+        P = self._buf("column splits", (splits, n))
         self._k.column_sums[(math.ceil(n / threads), splits), threads](A, P, rows,
                                                                        self.dtype.type(0))
-        out = self._cuda.device_array((1, n), self.dtype)
+        out = self._buf("column sums", (1, n))
         return self._sum_splits(P.reshape(splits, 1, n), out).copy_to_host()[0]
 
     # -- forward ---------------------------------------------------------------------------------
@@ -185,25 +206,27 @@ class CudaBackend(Backend):
         B, T, n_in = x.shape
         if not np.isfinite(x).all():
             raise ValueError("input contains NaN or inf")
-        xin = self._dev(np.transpose(x, (1, 0, 2)))          # (T, B, n_in): time-major
-        trace = CudaTrace()
+        xin = self._buf("x", (T, B, n_in))                   # (T, B, n_in): time-major
+        xin.copy_to_device(np.ascontiguousarray(np.transpose(x, (1, 0, 2)), dtype=d))
+        trace = CudaTrace(column_sums=self._column_sums)
         for layer, k in zip(cfg.layers, consts):
             n, N = layer.name, layer.size
             bias = p[f"{n}.b_in"]
             if layer.recurrent:
                 bias = bias + p[f"{n}.b_rec"]
-            I = self._cuda.device_array((T, B, N), d)
+            I = self._buf(f"{n}.I", (T, B, N))
             self._matmul(xin.reshape(T * B, n_in), self._param(f"{n}.W_in", p[f"{n}.W_in"]),
                          I.reshape(T * B, N), tb=True, bias=self._param(f"{n}.bias", bias))
             u_init, s_init, b_init = state[n]
-            u = self._state_array(T, B, N, u_init)
+            u = self._state_array(T, B, N, u_init, f"{n}.u")
             alpha, oma = self._param(f"{n}.alpha", k.alpha), self._param(f"{n}.oma", k.oma)
             grid, threads = self._grid(B, N, layer.recurrent)
             if layer.spiking:
-                s, b = self._state_array(T, B, N, s_init), self._state_array(T, B, N, b_init)
+                s = self._state_array(T, B, N, s_init, f"{n}.s")
+                b = self._state_array(T, B, N, b_init, f"{n}.b")
                 rec = layer.recurrent
                 WrecT = (self._param(f"{n}.W_rec^T", p[f"{n}.W_rec"].T) if rec
-                         else self._zeros((1, 1)))
+                         else self._zeros((1, 1), "no W_rec"))
                 shmem, w_shared = self._shared(N, rec)
                 sp = surrogate_consts(layer.surrogate, d)
                 self._k.alif_forward[grid, threads, 0, shmem](
@@ -235,13 +258,14 @@ class CudaBackend(Backend):
             Nin = tr.n_in
             ioma = self._param(f"{n}.ioma", np.ones(N, d) / k.oma)
             alpha, oma = self._param(f"{n}.alpha", k.alpha), self._param(f"{n}.oma", k.oma)
-            gI = self._cuda.device_array((T, B, N), d)
-            ga, gu_n = self._zeros((B, N)), self._zeros((B, N))
+            gI = self._buf(f"{n}.gI", (T, B, N))
+            ga, gu_n = self._zeros((B, N), f"{n}.ga"), self._zeros((B, N), f"{n}.gu")
             grid, threads = self._grid(B, N, layer.recurrent)
             if layer.spiking:
                 rec = layer.recurrent
-                Wrec = self._param(f"{n}.W_rec", p[f"{n}.W_rec"]) if rec else self._zeros((1, 1))
-                gr = self._zeros((B, N))
+                Wrec = (self._param(f"{n}.W_rec", p[f"{n}.W_rec"]) if rec
+                        else self._zeros((1, 1), "no W_rec"))
+                gr = self._zeros((B, N), f"{n}.gr")
                 shmem, w_shared = self._shared(N, rec)
                 sp = surrogate_consts(layer.surrogate, d)
                 fu = d.type(1 if on_u else 0)
@@ -249,25 +273,25 @@ class CudaBackend(Backend):
                     g, d.type(1) - fu, fu, tr.u_dev, tr.s_dev, tr.b_dev, Wrec, rec, w_shared,
                     alpha, oma, ioma, self._param(f"{n}.rho", k.rho),
                     self._param(f"{n}.omr", k.omr), d.type(k.beta),
-                    d.type(k.b_j0), d.type(k.dt), sp, gI, gu_n, self._zeros((B, N)),
-                    self._zeros((B, N)), ga, gr)
+                    d.type(k.b_j0), d.type(k.dt), sp, gI, gu_n, self._zeros((B, N), f"{n}.gb"),
+                    self._zeros((B, N), f"{n}.gs"), ga, gr)
                 grads[f"{n}.rho"] = self._column_sums(gr)
             else:
                 self._k.integrator_backward[grid, threads](g, tr.u_dev, alpha, oma, ioma, gI,
                                                            gu_n, ga)
             gI2 = gI.reshape(T * B, N)
             W_in = self._param(f"{n}.W_in", p[f"{n}.W_in"])
-            dW = self._cuda.device_array((N, Nin), d)
+            dW = self._buf(f"{n}.dW_in", (N, Nin))
             grads[f"{n}.W_in"] = self._matmul(gI2, tr.x.reshape(T * B, Nin), dW,
                                               ta=True).copy_to_host()
             grads[f"{n}.b"] = self._column_sums(gI2)
             grads[f"{n}.alpha"] = self._column_sums(ga)
             if layer.recurrent:         # I_t reads s_{t-1}: slots 0..T-1
-                dW = self._cuda.device_array((N, N), d)
+                dW = self._buf(f"{n}.dW_rec", (N, N))
                 grads[f"{n}.W_rec"] = self._matmul(gI2, tr.s_dev[:T].reshape(T * B, N), dW,
                                                    ta=True).copy_to_host()
             if li > 0:                  # dL/ds_t of the layer below = dL/dI_t W_in
-                gx = self._cuda.device_array((T, B, Nin), d)
+                gx = self._buf(f"{n}.gx", (T, B, Nin))
                 self._matmul(gI2, W_in, gx.reshape(T * B, Nin))
                 g, on_u = gx, False
         return grads
@@ -282,7 +306,7 @@ class CudaBackend(Backend):
     def loss(self, kind, out, labels, start, carry=None, grad=False):
         """On the device when ``out`` is a device array (``readout``): ``losses.compute_device``,
         whose gradient stays there for ``backward``; on the host, by the CPU's loss kernels, when
-        it is a host array (``trace.output_mem``, as ``Network.loss`` hands it today)."""
+        it is a host array (``trace.output_mem``). ``Network.loss`` hands it ``readout``'s."""
         if isinstance(out, np.ndarray):
             return losses.compute(kind, out, labels, start, carry=carry, grad=grad)
         return losses.compute_device(kind, out, labels, start, carry=carry, grad=grad,

@@ -10,9 +10,9 @@ Two paths:
   is small comes back: the per-row losses (T B,) or the summed readout z (B, C), and the
   predictions. The cross-entropy of z (B, C) runs on the host in float64 by the CPU's
   ``_ce_logits``, as on the CPU.
-- ``compute``: the readout copied to the host, the CPU's loss kernels. ``Network.loss`` takes
-  this path today, because it hands the backend ``trace.output_mem`` (a host array); see
-  docs/architecture.md, "CUDA backend".
+- ``compute``: the readout copied to the host, the CPU's loss kernels, for a host readout
+  (``trace.output_mem``). ``Network.loss`` takes the device path: it reads the readout through
+  ``CudaBackend.readout``; see docs/architecture.md, "CUDA backend".
 
 As on the CPU: the exponentials are the model's ``fexp`` (exact in float64, the polynomial in
 float32), per-row sums of exp in the kernel's dtype, the loss and the summed readout z

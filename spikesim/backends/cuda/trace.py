@@ -69,8 +69,10 @@ class CudaLayerTrace:
 
 @dataclass
 class CudaTrace:
-    """The forward pass of a network: one ``CudaLayerTrace`` per layer."""
+    """The forward pass of a network: one ``CudaLayerTrace`` per layer. ``column_sums``: the
+    backend's sums over the rows of a device array (R, n) -> host (n,), for ``firing_rates``."""
     layers: list = field(default_factory=list)
+    column_sums: object = None
 
     @property
     def output_mem(self) -> np.ndarray:
@@ -114,6 +116,19 @@ class CudaTrace:
         return out
 
     def firing_rates(self) -> list:
-        """Mean spikes per neuron per step of each spiking layer (None for the integrator)."""
-        return [float(tr.s.sum(dtype=np.float64)) / tr.u.size if tr.spiking else None
-                for tr in self.layers]
+        """Mean spikes per neuron per step of each spiking layer (None for the integrator):
+        counted on the device where the backend gave ``column_sums`` (per-neuron counts, exact
+        in float32 below 2^24 spikes, come back, not the spikes), else on host copies."""
+        out = []
+        for tr in self.layers:
+            if not tr.spiking:
+                out.append(None)
+                continue
+            T1, B, N = tr.s_dev.shape
+            if self.column_sums is None:
+                count = float(tr.s.sum(dtype=np.float64))
+            else:
+                count = float(self.column_sums(tr.s_dev[1:].reshape((T1 - 1) * B, N))
+                              .sum(dtype=np.float64))
+            out.append(count / ((T1 - 1) * B * N))
+        return out
