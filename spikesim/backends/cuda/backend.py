@@ -310,4 +310,5 @@ class CudaBackend(Backend):
         if isinstance(out, np.ndarray):
             return losses.compute(kind, out, labels, start, carry=carry, grad=grad)
         return losses.compute_device(kind, out, labels, start, carry=carry, grad=grad,
-                                     threads=self.block_threads)
+                                     threads=self.block_threads,
+                                     work=self._work if self.reuse_buffers else None)

@@ -176,11 +176,28 @@ def _launch(kernel, n, *args, threads=THREADS):
     kernel[max(1, math.ceil(n / threads)), threads](*args)
 
 
+def _array(work, key, shape, dtype, host=None):
+    """A device array (``host`` copied into it): kept in the dict ``work`` under (key, shape,
+    dtype) from call to call, or new where ``work`` is None."""
+    dtype = np.dtype(dtype)
+    if work is None:
+        return cuda.device_array(shape, dtype) if host is None else cuda.to_device(host)
+    k = ("loss " + key, tuple(shape), dtype.str)
+    a = work.get(k)
+    if a is None:
+        a = work[k] = cuda.device_array(shape, dtype)
+    if host is not None:
+        a.copy_to_device(np.ascontiguousarray(host, dtype=dtype))
+    return a
+
+
 def compute_device(kind: str, out, labels, start=0, carry=None, grad=True,
-                   threads=THREADS) -> LossResult:
+                   threads=THREADS, work=None) -> LossResult:
     """The loss ``kind`` on the device readout ``out`` (T, B, C); the result's ``grad`` is a
     device array (T, B, C) in ``out``'s dtype, everything else is on the host, as
-    ``cpu.losses.compute`` returns it. ``threads``: per block (the tests set it small)."""
+    ``cpu.losses.compute`` returns it. ``threads``: per block (the tests set it small);
+    ``work``: a dict in which the device arrays are kept from call to call (the backend's,
+    with ``reuse_buffers``), so that the result's ``grad`` is overwritten by the next call."""
     if kind not in _cpu._FUNCS:
         raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
     if len(out.shape) != 3:
@@ -195,12 +212,13 @@ def compute_device(kind: str, out, labels, start=0, carry=None, grad=True,
         carry = np.asarray(carry, dtype=np.float64)
         if carry.shape != (B, C):
             raise ValueError(f"carry has shape {carry.shape}, expected {(B, C)}")
-    g = cuda.device_array((T, B, C), d)
+    g = _array(work, "g", (T, B, C), d)
     if kind == "nll_per_step":
         R = T * B
-        loss_rows = cuda.device_array(R, np.float64)
-        pred_d = cuda.device_array(R, np.int64)
-        _launch(nll_rows, R, out, cuda.to_device(labels), start, d.type(1.0 / B), d.type(1), g,
+        loss_rows = _array(work, "rows", (R,), np.float64)
+        pred_d = _array(work, "pred", (R,), np.int64)
+        labels_d = _array(work, "labels", labels.shape, labels.dtype, labels)
+        _launch(nll_rows, R, out, labels_d, start, d.type(1.0 / B), d.type(1), g,
                 loss_rows, pred_d, threads=threads)
         pred = pred_d.copy_to_host().reshape(T, B).T
         y = labels[:, start:]
@@ -208,9 +226,9 @@ def compute_device(kind: str, out, labels, start=0, carry=None, grad=True,
         hits = int((pred[:, start:] == y)[valid].sum())
         loss = float(loss_rows.copy_to_host().sum() / B)
         return LossResult(loss, g if grad else None, pred, hits, int(valid.sum()))
-    z = cuda.to_device(np.zeros((B, C)) if carry is None else carry)
+    z = _array(work, "z", (B, C), np.float64, np.zeros((B, C)) if carry is None else carry)
     if kind == "ce_sum_softmax":
-        q = cuda.device_array((T, B, C), d)
+        q = _array(work, "q", (T, B, C), d)
         _launch(softmax_sum, B, out, start, d.type(1), q, z, threads=threads)
     else:
         _launch(spike_sum, B * C, out, start, z, threads=threads)
@@ -218,7 +236,7 @@ def compute_device(kind: str, out, labels, start=0, carry=None, grad=True,
     loss, dz = _cpu._ce_logits(zh, labels)
     pred = zh.argmax(1)
     if grad:
-        dz_d = cuda.to_device(dz)
+        dz_d = _array(work, "dz", (B, C), np.float64, dz)
         if kind == "ce_sum_softmax":
             _launch(softmax_sum_grad, T * B, q, dz_d, start, g, threads=threads)
         else:
