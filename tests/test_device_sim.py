@@ -1,6 +1,8 @@
-"""``--device cuda`` end to end, in the CUDA simulator: the command line trains and evaluates on
-the CUDA backend, ``gradcheck --device cuda`` passes, evaluation on the official checkpoints
-gives the CPU's predictions, and parameters are uploaded only when they change.
+"""``--device cuda`` end to end, in the CUDA simulator: the command line trains every task
+(demo, ecg, smnist, psmnist, shd) and evaluates on the CUDA backend, ``gradcheck --device cuda``
+passes, evaluation on the official checkpoints gives the CPU's predictions, parameters are
+uploaded only when they change, reused work arrays give fresh results, and
+``validation/gpu_check.py --tiny`` runs.
 
 Runs only in a process with NUMBA_ENABLE_CUDASIM=1 (set before numba is imported) and
 SPIKESIM_CUDASIM_HOST_PRODUCTS=1 (the products in NumPy: the simulator runs a Python thread per
@@ -197,3 +199,78 @@ def test_reused_work_arrays_give_fresh_results(loss):
         for k in g0:
             assert np.abs(g1[k] - g0[k]).max() <= 1e-10 * max(1e-300, np.abs(g0[k]).max()), k
     assert any(str(k[0]).startswith("loss ") for k in gpu.backend._work)
+
+
+def _shd_files(folder, n_train=12, n_test=4):
+    """Tiny files in the SHD layout: 4 classes, 3 speakers, spikes in class-specific units."""
+    import h5py
+    rng = np.random.default_rng(0)
+    for name, n in (("shd_train.h5", n_train), ("shd_test.h5", n_test)):
+        with h5py.File(folder / name, "w") as f:
+            t = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.float16))
+            u = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.uint16))
+            for i in range(n):
+                k = int(rng.integers(40, 80))
+                t[i] = np.sort(rng.random(k) * 0.9).astype(np.float16)
+                u[i] = ((i % 4) * 150 + rng.integers(1, 120, k)).astype(np.uint16)
+            f["labels"] = np.arange(n, dtype=np.uint16) % 4
+            f["extra/speaker"] = np.arange(n, dtype=np.uint16) % 3
+            f["extra/keys"] = np.array([k.encode() for k in "abcd"])
+    return folder
+
+
+def test_train_and_eval_shd_on_cuda(tmp_path):
+    """spikesim train shd --device cuda (16 bins), then eval of its checkpoint on cuda and on
+    the cpu: the same predictions."""
+    d = _shd_files(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "shd", "--data-dir", str(d), "--out", str(out), "--epochs", "1",
+                 "--hidden", "6,5", "--batch-size", "6", "--bins", "16", "--val-speakers", "1",
+                 "--quiet", "--no-plots", "--device", "cuda"]) == 0
+    res = {}
+    for device in ("cuda", "cpu"):
+        js = tmp_path / f"{device}.json"
+        assert main(["eval", "shd", "--checkpoint", str(out / "best.ckpt"), "--data-dir", str(d),
+                     "--quiet", "--device", device, "--json", str(js)]) == 0
+        res[device] = json.loads(js.read_text())
+    assert res["cuda"]["accuracy"] == res["cpu"]["accuracy"]
+    assert res["cuda"]["confusion_matrix"] == res["cpu"]["confusion_matrix"]
+    assert abs(res["cuda"]["loss"] - res["cpu"]["loss"]) <= 1e-4 * abs(res["cpu"]["loss"])
+
+
+@pytest.mark.parametrize("task", ["smnist", "psmnist"])
+def test_train_smnist_on_cuda_with_truncated_bptt(tmp_path, task):
+    """spikesim train smnist|psmnist --device cuda: 20 steps in truncated chunks of 8, a few
+    images."""
+    need(DATA / "mnist")
+    out = tmp_path / "run"
+    assert main(["train", task, "--data-dir", str(DATA), "--out", str(out), "--epochs", "1",
+                 "--steps", "20", "--tbptt", "8", "--train-limit", "8", "--val-fraction", "0.25",
+                 "--test-limit", "2", "--per-step-limit", "1", "--hidden", "5,6,4",
+                 "--batch-size", "6", "--quiet", "--no-plots", "--device", "cuda"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["epochs"] == 1 and 0 <= res["test_accuracy"] <= 1
+
+
+def test_train_ecg_on_cuda(tmp_path, monkeypatch):
+    """spikesim train ecg --device cuda on the first 4 training and 2 test sequences cut to 80
+    steps (the data reader wrapped: the command has no option for fewer sequences)."""
+    import dataclasses
+
+    from spikesim.data import qtdb
+    need(DATA / "qtdb")
+    real = qtdb.load_qtdb
+
+    def small(*a, **kw):
+        s = real(*a, **kw)
+        n, T = (4 if s.split == "train" else 2), 80
+        return dataclasses.replace(s, x=s.x[:n, :T], labels=s.labels[:n, :T],
+                                   lengths=np.minimum(s.lengths[:n], T),
+                                   labelled=s.labelled[:n, :T])
+    monkeypatch.setattr(qtdb, "load_qtdb", small)
+    out = tmp_path / "run"
+    assert main(["train", "ecg", "--data-dir", str(DATA), "--out", str(out), "--epochs", "1",
+                 "--batch-size", "4", "--val-fraction", "0", "--quiet", "--no-plots",
+                 "--device", "cuda"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 0 <= res["test_accuracy"] <= 1
