@@ -2,8 +2,9 @@
 target's view of the model's equations.
 
 The kernels (``layers.py``: ``alif_forward``, ``alif_backward``, ``integrator_forward``,
-``integrator_backward``, as on the CPU, plus ``matmul`` and ``column_sums``) are Numba CUDA
-kernels that call the scalar equations of ``spikesim.model`` unchanged: ``register_equations``
+``integrator_backward``, as on the CPU, plus ``matmul``, ``column_sums``, ``sum_splits``
+and ``fill``) are Numba CUDA kernels that call the scalar equations of ``spikesim.model``
+unchanged: ``register_equations``
 teaches the CUDA target the model's primitives, ``compile_equation`` compiles one equation to
 PTX and ``ptx.compile_kernel`` one kernel, without a GPU (tests/test_equations_ptx.py,
 tests/test_cuda_backend.py). Without a GPU the kernels run in the CUDA simulator

@@ -80,6 +80,7 @@ class CudaBackend(Backend):
         self.warp = 1 if self.host_products else WARP
         self._params: dict = {}         # key -> (host snapshot, device copy): ``_param``
         self._work: dict = {}           # (key, shape) -> device work array: ``_buf``
+        self._fixed: dict = {}          # shape -> zeros no kernel reads: ``_unused``
         self.uploads = 0                # parameter and constant uploads so far (tests count)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -115,12 +116,22 @@ class CudaBackend(Backend):
         return a
 
     def _zeros(self, shape, key=None):
-        """A device array of zeros (the zeros copied from the host; ``key``: reused as
-        ``_buf``)."""
-        if key is None or not self.reuse_buffers:
-            return self._cuda.to_device(np.zeros(shape, self.dtype))
+        """A device array of zeros, written by ``layers.fill`` (``key``: reused as ``_buf``)."""
         a = self._buf(key, shape)
-        a.copy_to_device(np.zeros(shape, self.dtype))
+        if self.host_products:
+            a.copy_to_device(np.zeros(a.shape, self.dtype))
+            return a
+        flat = a.reshape(a.size)
+        threads = min(self.block_threads, WARP * math.ceil(a.size / WARP))
+        self._k.fill[math.ceil(a.size / threads), threads](flat, self.dtype.type(0))
+        return a
+
+    def _unused(self, shape):
+        """A small array of zeros for an argument a kernel does not read (no bias, no W_rec),
+        made once."""
+        a = self._fixed.get(shape)
+        if a is None:
+            a = self._fixed[shape] = self._zeros(shape)
         return a
 
     def _state_array(self, T, B, N, init, key=None):
@@ -180,25 +191,28 @@ class CudaBackend(Backend):
              else self._buf("matmul splits", (splits, M, N)))
         has_bias = bias is not None
         if bias is None:
-            bias = self._zeros(1, "no bias")
+            bias = self._unused((1,))
         self._k.matmul[(math.ceil(N / t), math.ceil(M / t), splits), (t, t), 0,
                        2 * t * t * self.dtype.itemsize](
             A, B, P, ta, tb, bias, has_bias, self.dtype.type(0), chunk)
         return C if splits == 1 else self._sum_splits(P, C)
 
-    def _column_sums(self, A):
+    def _column_sums(self, A, key="column sums"):
         """The sums over the rows of A (R, n), on the host (n,): ``layers.column_sums`` over
-        spans of rows, then ``sum_splits``."""
+        spans of rows, then ``sum_splits``. With a ``key`` other than the default, the device
+        array (1, n) under that key (``_buf``), not copied."""
         R, n = A.shape
+        host = key == "column sums"
         if self.host_products:
-            return A.copy_to_host().sum(0, dtype=self.dtype)
+            s = A.copy_to_host().sum(0, dtype=self.dtype)
+            return s if host else self._cuda.to_device(s.reshape(1, n))
         threads = min(self.block_threads, WARP * math.ceil(n / WARP))
         splits, rows = self._splits(math.ceil(n / threads), R)
         P = self._buf("column splits", (splits, n))
         self._k.column_sums[(math.ceil(n / threads), splits), threads](A, P, rows,
                                                                        self.dtype.type(0))
-        out = self._buf("column sums", (1, n))
-        return self._sum_splits(P.reshape(splits, 1, n), out).copy_to_host()[0]
+        out = self._sum_splits(P.reshape(splits, 1, n), self._buf(key, (1, n)))
+        return out.copy_to_host()[0] if host else out
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, cfg, params, consts, x, state) -> CudaTrace:
@@ -226,7 +240,7 @@ class CudaBackend(Backend):
                 b = self._state_array(T, B, N, b_init, f"{n}.b")
                 rec = layer.recurrent
                 WrecT = (self._param(f"{n}.W_rec^T", p[f"{n}.W_rec"].T) if rec
-                         else self._zeros((1, 1), "no W_rec"))
+                         else self._unused((1, 1)))
                 shmem, w_shared = self._shared(N, rec)
                 sp = surrogate_consts(layer.surrogate, d)
                 self._k.alif_forward[grid, threads, 0, shmem](
@@ -250,7 +264,7 @@ class CudaBackend(Backend):
         p, d = params, self.dtype
         g = self._dev(g_out) if isinstance(g_out, np.ndarray) else g_out   # host or device
         on_u = cfg.loss.readout == "mem"        # the last layer's gradient: dL/du_t or dL/ds_t
-        grads = {}
+        grads = {}      # on the device until every layer is done: no wait for the GPU between
         for li in range(len(cfg.layers) - 1, -1, -1):
             layer, tr, k = cfg.layers[li], trace.layers[li], consts[li]
             n = layer.name
@@ -264,7 +278,7 @@ class CudaBackend(Backend):
             if layer.spiking:
                 rec = layer.recurrent
                 Wrec = (self._param(f"{n}.W_rec", p[f"{n}.W_rec"]) if rec
-                        else self._zeros((1, 1), "no W_rec"))
+                        else self._unused((1, 1)))
                 gr = self._zeros((B, N), f"{n}.gr")
                 shmem, w_shared = self._shared(N, rec)
                 sp = surrogate_consts(layer.surrogate, d)
@@ -275,26 +289,26 @@ class CudaBackend(Backend):
                     self._param(f"{n}.omr", k.omr), d.type(k.beta),
                     d.type(k.b_j0), d.type(k.dt), sp, gI, gu_n, self._zeros((B, N), f"{n}.gb"),
                     self._zeros((B, N), f"{n}.gs"), ga, gr)
-                grads[f"{n}.rho"] = self._column_sums(gr)
+                grads[f"{n}.rho"] = self._column_sums(gr, f"sum {n}.rho")
             else:
                 self._k.integrator_backward[grid, threads](g, tr.u_dev, alpha, oma, ioma, gI,
                                                            gu_n, ga)
             gI2 = gI.reshape(T * B, N)
             W_in = self._param(f"{n}.W_in", p[f"{n}.W_in"])
             dW = self._buf(f"{n}.dW_in", (N, Nin))
-            grads[f"{n}.W_in"] = self._matmul(gI2, tr.x.reshape(T * B, Nin), dW,
-                                              ta=True).copy_to_host()
-            grads[f"{n}.b"] = self._column_sums(gI2)
-            grads[f"{n}.alpha"] = self._column_sums(ga)
+            grads[f"{n}.W_in"] = self._matmul(gI2, tr.x.reshape(T * B, Nin), dW, ta=True)
+            grads[f"{n}.b"] = self._column_sums(gI2, f"sum {n}.b")
+            grads[f"{n}.alpha"] = self._column_sums(ga, f"sum {n}.alpha")
             if layer.recurrent:         # I_t reads s_{t-1}: slots 0..T-1
                 dW = self._buf(f"{n}.dW_rec", (N, N))
                 grads[f"{n}.W_rec"] = self._matmul(gI2, tr.s_dev[:T].reshape(T * B, N), dW,
-                                                   ta=True).copy_to_host()
+                                                   ta=True)
             if li > 0:                  # dL/ds_t of the layer below = dL/dI_t W_in
                 gx = self._buf(f"{n}.gx", (T, B, Nin))
                 self._matmul(gI2, W_in, gx.reshape(T * B, Nin))
                 g, on_u = gx, False
-        return grads
+        return {k: (v.copy_to_host() if k.endswith((".W_in", ".W_rec")) else v.copy_to_host()[0])
+                for k, v in grads.items()}
 
     # -- loss ------------------------------------------------------------------------------------
     def readout(self, trace, kind: str):

@@ -332,9 +332,18 @@ def _sum_splits(P, C):
         C[m, n] = acc
 
 
+def _fill(a, value):
+    """a[i] = value for every element of the 1-D array a, one thread per element: the zeros of
+    the backward's accumulators, written on the device rather than copied from the host."""
+    i = cuda.grid(1)
+    if i < a.shape[0]:
+        a[i] = value
+
+
 KERNELS = {"alif_forward": _alif_forward, "alif_backward": _alif_backward,
            "integrator_forward": _integrator_forward, "integrator_backward": _integrator_backward,
-           "matmul": _matmul, "column_sums": _column_sums, "sum_splits": _sum_splits}
+           "matmul": _matmul, "column_sums": _column_sums, "sum_splits": _sum_splits,
+           "fill": _fill}
 
 alif_forward = cuda.jit(_alif_forward)
 alif_backward = cuda.jit(_alif_backward)
@@ -343,6 +352,7 @@ integrator_backward = cuda.jit(_integrator_backward)
 matmul = cuda.jit(_matmul)
 column_sums = cuda.jit(_column_sums)
 sum_splits = cuda.jit(_sum_splits)
+fill = cuda.jit(_fill)
 
 
 def signature(name: str, dtype, sp_type) -> tuple:
@@ -360,6 +370,7 @@ def signature(name: str, dtype, sp_type) -> tuple:
         "matmul": (a2, a2, a3, bo, bo, a1, bo, f, types.int64),
         "column_sums": (a2, a2, types.int64, f),
         "sum_splits": (a3, a2),
+        "fill": (a1, f),
     }
     return sigs[name]
 
