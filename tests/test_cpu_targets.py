@@ -51,3 +51,8 @@ def test_gradcheck_passes_with_kernels_for_other_cpus(cpu, features, vector, bui
     assert first == f"kernel target {cpu} {vector} list builder {builder}", out.stderr[-2000:]
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "0 failed" in out.stdout
+    # the vector primitives themselves (masked loads and stores, list builders) on that target
+    simd = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(ROOT / "tests" / "test_simd.py")], env=env, capture_output=True,
+                          text=True, cwd=ROOT, timeout=1800)
+    assert simd.returncode == 0, simd.stdout[-3000:]

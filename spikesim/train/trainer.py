@@ -246,7 +246,8 @@ class Trainer:
             manifest.record_resume(path, self.cfg.seed, epoch=self.epoch,
                                    batch_index=self.batch_index)
         else:
-            manifest.write(path, manifest.collect(self.cfg.seed))
+            manifest.write(path, {**manifest.collect(self.cfg.seed),
+                                  "backend": self.net.backend.name})
         self._manifest_done = True
 
     # -- loop ------------------------------------------------------------------------------------
