@@ -215,7 +215,8 @@ class Network:
         returns the backend's trace."""
         x = self._check_input(x)
         state = self._check_state(state, x.shape[0])
-        check_param_values(self.params)
+        if getattr(self.backend, "bound", None) is None:    # else on the device (bind_params)
+            check_param_values(self.params)
         return self.backend.forward(self.config, self.params, self.layer_consts(), x, state)
 
     def backward(self, trace, g_out: np.ndarray) -> dict:
@@ -223,6 +224,9 @@ class Network:
         dL/du_t of the last layer for membrane readouts, dL/ds_t for spike readouts."""
         consts = self.layer_consts()
         raw = self.backend.backward(self.config, self.params, consts, trace, g_out)
+        if getattr(self.backend, "bound", None) is not None:
+            # parameters kept on the device (CudaBackend.bind_params): the same chain rule there
+            return self.backend.device_grads(self.config, raw)
         p, d, grads = self.params, self.dtype, {}
         for layer, k in zip(self.config.layers, consts):
             n = layer.name

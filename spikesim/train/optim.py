@@ -43,13 +43,43 @@ class Optimizer:
                 return float(m)
         return 1.0
 
+    def to_device(self, dparams: dict, ops) -> "Optimizer":
+        """Update device arrays from now on: ``dparams`` holds a device array of each
+        parameter (the names of ``params``), ``ops`` launches the update kernels (the CUDA
+        backend's ``optim.DeviceUpdate``). The moments move to the device; ``step`` then takes
+        device gradients and updates ``dparams`` and the moments in place, with the same
+        equations (only the gradient's sums of squares come back, for the norm), and the host
+        ``params`` change only at ``sync_params``. Returns the optimiser."""
+        if self.on_device:          # moments already there: new parameter arrays only
+            self.ops, self.dparams = ops, dparams
+            return self
+        self.ops, self.dparams = ops, dparams
+        self.m = {k: ops.to_device(v) for k, v in self.m.items()}
+        self.v = {k: ops.to_device(v) for k, v in self.v.items()}
+        return self
+
+    @property
+    def on_device(self) -> bool:
+        return getattr(self, "ops", None) is not None
+
+    def sync_params(self):
+        """Copy the device parameters into the host ``params`` (in place); nothing to do on
+        the host path."""
+        if self.on_device:
+            for k, p in self.params.items():
+                self.dparams[k].copy_to_host(p)
+
     def step(self, grads: dict) -> float:
         """Apply one update; returns the gradient norm before clipping."""
         missing = set(self.params) - set(grads)
         if missing:
             raise ValueError(f"gradients missing for {sorted(missing)}")
-        norm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
-                                 for g in grads.values())))
+        if self.on_device:
+            sq = self.ops.norm_squares([grads[k] for k in grads])
+            norm = float(np.sqrt(sum(float(s) for s in sq)))
+        else:
+            norm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
+                                     for g in grads.values())))
         if not np.isfinite(norm):
             raise FloatingPointError("gradient contains NaN or inf; parameters left unchanged")
         scale = 1.0
@@ -60,11 +90,16 @@ class Optimizer:
         for k, p in self.params.items():
             if any(fnmatch.fnmatch(k, f) for f in self.frozen):
                 continue
+            lr = self.lr * self.mult(k)
+            if self.on_device:      # the kernels mirror the NumPy below (backends/cuda/optim.py)
+                update = self.ops.adam if self.kind == "adam" else self.ops.adamax
+                update(self.dparams[k], grads[k], self.m[k], self.v[k], scale, b1, b2, self.t,
+                       lr, self.eps)
+                continue
             g = grads[k] * scale if scale != 1.0 else grads[k]
             m, v = self.m[k], self.v[k]
             m *= b1
             m += (1 - b1) * g
-            lr = self.lr * self.mult(k)
             if self.kind == "adam":
                 v *= b2
                 v += (1 - b2) * g * g
@@ -77,9 +112,10 @@ class Optimizer:
         return norm
 
     def state_dict(self) -> dict:
+        host = (lambda a: a.copy_to_host()) if self.on_device else (lambda a: a.copy())
         return {"kind": self.kind, "t": self.t, "lr": self.lr, "base_lr": self.base_lr,
-                "m": {k: v.copy() for k, v in self.m.items()},
-                "v": {k: v.copy() for k, v in self.v.items()}}
+                "m": {k: host(v) for k, v in self.m.items()},
+                "v": {k: host(v) for k, v in self.v.items()}}
 
     def load_state_dict(self, st: dict):
         if st.get("kind") != self.kind:
@@ -90,7 +126,11 @@ class Optimizer:
             for k, a in st[key].items():
                 if a.shape != self.params[k].shape:
                     raise ValueError(f"optimiser state for {k} has shape {a.shape}")
-                getattr(self, key)[k][...] = a
+                if self.on_device:
+                    getattr(self, key)[k].copy_to_device(
+                        np.ascontiguousarray(a, dtype=self.params[k].dtype))
+                else:
+                    getattr(self, key)[k][...] = a
         self.t, self.lr, self.base_lr = int(st["t"]), float(st["lr"]), float(st["base_lr"])
 
 

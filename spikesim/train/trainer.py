@@ -195,6 +195,7 @@ class Trainer:
         if self.out_dir is None:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.opt.sync_params()          # the device's parameters, where they are kept there
         save_checkpoint(self.out_dir / name, self.net.params, self._config_dict(),
                         self.opt.state_dict(), epoch=self.epoch, seed=self.cfg.seed,
                         extra={"batch_index": self.batch_index, "history": self.history,
@@ -252,6 +253,29 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------------
     def fit(self) -> list:
+        """Train to ``cfg.epochs``; returns the history. On the CUDA backend the parameters and
+        the optimiser's moments stay on the device for the whole fit (``_to_device``): the host
+        parameters are brought up to date for each checkpoint and at the end."""
+        on_device = self._to_device()
+        try:
+            return self._fit()
+        finally:
+            if on_device:
+                self.opt.sync_params()
+                self.net.backend.unbind_params()
+
+    def _to_device(self) -> bool:
+        """Where the backend keeps parameters on its device (``bind_params``: CUDA), bind them
+        and move the optimiser there (``Optimizer.to_device``); returns whether it did."""
+        backend = self.net.backend
+        if not hasattr(backend, "bind_params"):
+            return False
+        from ..backends.cuda.optim import DeviceUpdate
+        dparams = backend.bind_params(self.net.params)
+        self.opt.to_device(dparams, DeviceUpdate(self.net.dtype, backend.block_threads))
+        return True
+
+    def _fit(self) -> list:
         from tqdm.auto import tqdm
         cfg, n = self.cfg, len(self.train_set)
         nb = math.ceil(n / cfg.batch_size)
@@ -329,7 +353,10 @@ class Trainer:
             return
         for k, v in self.net.params.items():
             if k.endswith(".tau_m") or k.endswith(".tau_adp"):
-                np.maximum(v, self.cfg.tau_min, out=v)
+                if self.opt.on_device:
+                    self.opt.ops.clamp_min(self.opt.dparams[k], self.cfg.tau_min)
+                else:
+                    np.maximum(v, self.cfg.tau_min, out=v)
 
     def _write_history(self):
         if self.out_dir is None:

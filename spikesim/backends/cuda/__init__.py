@@ -10,7 +10,8 @@ PTX and ``ptx.compile_kernel`` one kernel, without a GPU (tests/test_equations_p
 tests/test_cuda_backend.py). Without a GPU the kernels run in the CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1`` before numba is imported; tests/test_cuda_sim.py compares them with
 the CPU backend there). The losses (``losses.py``) run on the device from the backend's
-``readout``, or on the host by the CPU's kernels from a host readout. The design is in
+``readout``, or on the host by the CPU's kernels from a host readout; the optimiser's update
+and what is derived from parameters kept on the device in ``optim.py``. The design is in
 docs/architecture.md, "CUDA backend". Needs the optional package ``numba-cuda``
 (``pip install -e ".[cuda]"``).
 """

@@ -7,8 +7,11 @@ Backward, last layer first: the layer's reverse-time kernel (``alif_backward`` o
 ``integrator_backward``), which writes dL/dI (T, B, N), then the weight gradients and the
 gradient to the layer below as products over it, and the per-neuron sums (``column_sums``).
 Parameters and the decays go to the device when they change (``_param``: once per
-evaluation, once per training step), the gradients come back. The loss runs on the device from
-``readout`` (``losses.compute_device``), or on the host from a host readout (``losses.py``).
+evaluation), the gradients come back; or, in a training fit, the parameters stay on the device
+(``bind_params``: the trainer's optimiser updates them there, ``optim.py``), the bias, W_rec^T
+and the decays are derived there and the gradients stay there (``device_grads``). The loss
+runs on the device from ``readout`` (``losses.compute_device``), or on the host from a host
+readout (``losses.py``).
 Mirrors ``spikesim/backends/cpu/backend.py``.
 """
 from __future__ import annotations
@@ -82,6 +85,87 @@ class CudaBackend(Backend):
         self._work: dict = {}           # (key, shape) -> device work array: ``_buf``
         self._fixed: dict = {}          # shape -> zeros no kernel reads: ``_unused``
         self.uploads = 0                # parameter and constant uploads so far (tests count)
+        self.bound = None               # name -> device parameter: ``bind_params``
+        from . import optim
+        self._o = optim
+
+    # -- parameters kept on the device -------------------------------------------------------------
+    def bind_params(self, params: dict) -> dict:
+        """Keep the parameters on the device from now on: each is uploaded once into a device
+        array (returned, name -> array), which forward and backward read instead of the host
+        arrays (these go stale: ``Optimizer.to_device`` updates the device arrays in place and
+        ``Optimizer.sync_params`` copies them back). The bias, W_rec^T and the decays are
+        derived on the device (``optim.add``, ``transpose``, ``decays``), and ``backward``
+        returns device gradients, dL/dtau included (``device_grads``)."""
+        self.bound = {k: self._dev(v) for k, v in params.items()}
+        self.uploads += len(params)
+        return self.bound
+
+    def unbind_params(self):
+        """Back to the host parameters (after ``Optimizer.sync_params``)."""
+        self.bound = None
+        self._params.clear()
+
+    def _launch(self, kernel, n, *args):
+        threads = min(self.block_threads, WARP * math.ceil(max(n, 1) / WARP))
+        kernel[max(1, math.ceil(n / threads)), threads](*args)
+
+    def _bound_param(self, key: str):
+        """The device array for ``_param``'s ``key`` derived from the bound parameters, or
+        None where ``key`` is not one of theirs."""
+        n, what = key.rsplit(".", 1)
+        p, d, o = self.bound, self.dtype.type, self._o
+        if what in ("W_in", "W_rec"):
+            return p[key]
+        if what == "bias":
+            b = p[f"{n}.b_in"]
+            if f"{n}.b_rec" not in p:
+                return b
+            out = self._buf(("bound", key), b.shape)
+            self._launch(o.add, b.size, b, p[f"{n}.b_rec"], out)
+            return out
+        if what == "W_rec^T":
+            w = p[f"{n}.W_rec"]
+            out = self._buf(("bound", key), w.shape[::-1])
+            self._launch(o.transpose, w.size, w, out)
+            return out
+        if what in ("alpha", "oma", "ioma", "rho", "omr"):
+            tau = p.get(f"{n}.tau_m" if what in ("alpha", "oma", "ioma") else f"{n}.tau_adp")
+            if tau is None:
+                return None          # the integrator's rho: constants
+            first = "alpha" if what in ("alpha", "oma", "ioma") else "rho"
+            out = [self._buf(("bound", f"{n}.{first}", j), tau.shape) for j in range(3)]
+            self._launch(o.decays, tau.size, tau, d(self._dt[n]), d(1), *out)
+            return out[{"alpha": 0, "rho": 0, "oma": 1, "omr": 1, "ioma": 2}[what]]
+        return None
+
+    def device_grads(self, cfg, raw: dict) -> dict:
+        """Every parameter's gradient on the device from ``backward``'s raw device gradients
+        (bound parameters): as ``Network.backward``, the tau chain rule by ``optim.tau_grad``
+        and zeros for time constants not trained."""
+        p, d, grads = self.bound, self.dtype.type, {}
+        for layer in cfg.layers:
+            n = layer.name
+            grads[f"{n}.W_in"] = raw[f"{n}.W_in"]
+            b = raw[f"{n}.b"]
+            grads[f"{n}.b_in"] = b.reshape(b.size)
+            if layer.recurrent:
+                grads[f"{n}.b_rec"] = grads[f"{n}.b_in"]     # read only: one array serves both
+                grads[f"{n}.W_rec"] = raw[f"{n}.W_rec"]
+            for kind, decay, train in (("tau_m", "alpha", layer.train_tau_m),
+                                       ("tau_adp", "rho", layer.train_tau_adp)):
+                if kind == "tau_adp" and not layer.spiking:
+                    continue
+                tau = p[f"{n}.{kind}"]
+                if not train:
+                    grads[f"{n}.{kind}"] = self._zeros(tau.shape, ("grad", n, kind))
+                    continue
+                g = raw[f"{n}.{decay}"]
+                out = self._buf(("grad", n, kind), tau.shape)
+                self._launch(self._o.tau_grad, tau.size, g.reshape(g.size),
+                             self._bound_param(f"{n}.{decay}"), tau, d(layer.dt), out)
+                grads[f"{n}.{kind}"] = out
+        return {k: grads[k] for k in p}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _dev(self, a):
@@ -92,6 +176,10 @@ class CudaBackend(Backend):
         to call and uploaded again only when ``a`` changed (compared with a host snapshot of
         what was uploaded): an evaluation uploads each parameter once, and the backward pass
         reuses what its forward pass uploaded."""
+        if self.bound is not None:
+            dev = self._bound_param(key)
+            if dev is not None:
+                return dev
         a = np.ascontiguousarray(a, dtype=self.dtype)
         hit = self._params.get(key)
         if hit is not None and hit[0].shape == a.shape and np.array_equal(hit[0], a):
@@ -217,6 +305,7 @@ class CudaBackend(Backend):
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, cfg, params, consts, x, state) -> CudaTrace:
         p, d = params, self.dtype
+        self._dt = {layer.name: k.dt for layer, k in zip(cfg.layers, consts)}
         B, T, n_in = x.shape
         if not np.isfinite(x).all():
             raise ValueError("input contains NaN or inf")
@@ -262,6 +351,7 @@ class CudaBackend(Backend):
         """The layers' reverse-time kernels, last first; each layer's weight gradients, and the
         gradient dL/ds_t handed to the layer below, are products over its dL/dI (T, B, N)."""
         p, d = params, self.dtype
+        self._dt = {layer.name: k.dt for layer, k in zip(cfg.layers, consts)}
         g = self._dev(g_out) if isinstance(g_out, np.ndarray) else g_out   # host or device
         on_u = cfg.loss.readout == "mem"        # the last layer's gradient: dL/du_t or dL/ds_t
         grads = {}      # on the device until every layer is done: no wait for the GPU between
@@ -307,6 +397,8 @@ class CudaBackend(Backend):
                 gx = self._buf(f"{n}.gx", (T, B, Nin))
                 self._matmul(gI2, W_in, gx.reshape(T * B, Nin))
                 g, on_u = gx, False
+        if self.bound is not None:         # parameters on the device: so are the gradients
+            return grads
         return {k: (v.copy_to_host() if k.endswith((".W_in", ".W_rec")) else v.copy_to_host()[0])
                 for k, v in grads.items()}
 

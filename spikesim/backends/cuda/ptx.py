@@ -3,13 +3,13 @@ argument types of the backend's launches), so that CI fails on a kernel that the
 but the CUDA compiler rejects (tests/test_cuda_backend.py)."""
 from __future__ import annotations
 
-from . import _target_device, layers, losses, require_numba_cuda
+from . import _target_device, layers, losses, optim, require_numba_cuda
 
 
 def kernel_modules() -> list:
     """The modules holding kernels (each with ``KERNELS``: name -> Python function, and
     ``signature(name, dtype, sp_type)``: the argument types of the backend's launches)."""
-    return [layers, losses]
+    return [layers, losses, optim]
 
 
 def kernel_names() -> list:
