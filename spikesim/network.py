@@ -215,8 +215,10 @@ class Network:
         returns the backend's trace."""
         x = self._check_input(x)
         state = self._check_state(state, x.shape[0])
-        if getattr(self.backend, "bound", None) is None:    # else on the device (bind_params)
+        if getattr(self.backend, "bound", None) is None:
             check_param_values(self.params)
+        else:           # parameters kept on the device (bind_params): counted there
+            check_param_values(self.backend.bad_bound_params())
         return self.backend.forward(self.config, self.params, self.layer_consts(), x, state)
 
     def backward(self, trace, g_out: np.ndarray) -> dict:

@@ -383,6 +383,28 @@ def test_trainer_keeps_parameters_on_the_device_and_matches_the_cpu(kind):
             assert_same(f"{key} {k}", s1[key][k], s0[key][k], 1e-10)
 
 
+def test_bound_parameters_are_checked_on_the_device():
+    """With the parameters on the device (``bind_params``) the forward refuses a NaN parameter
+    and a time constant <= 0 as the host check does, from counts made on the device."""
+    cfg = NetworkConfig(n_in=2, layers=[LayerConfig(3, "rec", name="h"),
+                                        LayerConfig(2, "integrator", name="out")],
+                        loss=LossConfig("nll_per_step"))
+    net = Network(cfg, dtype=np.float64, backend="cuda")
+    x = np.zeros((1, 2, 2))
+    dev = net.backend.bind_params(net.params)
+    net.forward(x)
+    for name, value, match in (("h.tau_adp", -1.0, "time constants <= 0"),
+                               ("out.W_in", np.nan, "NaN or inf")):
+        good = dev[name].copy_to_host()
+        bad = good.copy()
+        bad.reshape(-1)[1] = value
+        dev[name].copy_to_device(bad)
+        with pytest.raises(ValueError, match=f"{name}.*{match}"):
+            net.forward(x)
+        dev[name].copy_to_device(good)
+    net.forward(x)
+
+
 def test_nan_input_and_nan_state_are_refused():
     """As on the CPU: NaN in the input is refused before any launch, and NaN that reaches a
     layer's membrane (here from the initial state) after the forward pass."""

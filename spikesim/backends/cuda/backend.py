@@ -101,6 +101,20 @@ class CudaBackend(Backend):
         self.uploads += len(params)
         return self.bound
 
+    def bad_bound_params(self) -> dict:
+        """The bound parameters holding NaN or inf, or time constants <= 0, copied to the host
+        (name -> array; empty where all are good): per tensor a count on the device
+        (``optim.count_bad``), and only the counts come back. ``Network.forward`` checks them
+        as it checks host parameters (``check_param_values``)."""
+        names = list(self.bound)
+        out = self._cuda.device_array(len(names), np.float64)
+        threads = min(self.block_threads, self._o.THREADS)
+        for k, name in enumerate(names):
+            a = self.bound[name]
+            self._o.count_bad[1, threads](a.reshape(a.size), name.endswith((".tau_m", ".tau_adp")),
+                                          out, k)
+        return {n: self.bound[n].copy_to_host() for n, c in zip(names, out.copy_to_host()) if c}
+
     def unbind_params(self):
         """Back to the host parameters (after ``Optimizer.sync_params``)."""
         self.bound = None

@@ -71,6 +71,26 @@ def _sum_squares(g, out, k):
         out[k] = s
 
 
+def _count_bad(a, positive, out, k):
+    """out[k] = the number of elements of the 1-D array a that are NaN or inf, or (``positive``:
+    a time constant) not > 0; by one block, as ``sum_squares``. The device's side of
+    ``check_param_values`` for bound parameters: only the counts come back."""
+    part = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    acc = float64(0.0)
+    for i in range(t, a.shape[0], cuda.blockDim.x):
+        x = a[i]
+        if not math.isfinite(x) or (positive and not x > 0):
+            acc += float64(1.0)
+    part[t] = acc
+    cuda.syncthreads()
+    if t == 0:
+        s = float64(0.0)
+        for j in range(cuda.blockDim.x):
+            s += part[j]
+        out[k] = s
+
+
 def _clamp_min(p, lo):
     """p = max(p, lo) element-wise (the trainer's ``tau_min``)."""
     i = cuda.grid(1)
@@ -113,8 +133,8 @@ def _tau_grad(g, dec, tau, dt, out):
 
 
 KERNELS = {"adam_update": _adam, "adamax_update": _adamax, "sum_squares": _sum_squares,
-           "clamp_min": _clamp_min, "add": _add, "transpose": _transpose, "decays": _decays,
-           "tau_grad": _tau_grad}
+           "count_bad": _count_bad, "clamp_min": _clamp_min, "add": _add,
+           "transpose": _transpose, "decays": _decays, "tau_grad": _tau_grad}
 add = cuda.jit(_add)
 transpose = cuda.jit(_transpose)
 decays = cuda.jit(_decays)
@@ -123,6 +143,7 @@ adam_update = cuda.jit(_adam)
 adamax_update = cuda.jit(_adamax)
 sum_squares = cuda.jit(_sum_squares)
 clamp_min = cuda.jit(_clamp_min)
+count_bad = cuda.jit(_count_bad)
 
 
 def signature(name: str, dtype, sp_type=None) -> tuple:
@@ -135,6 +156,7 @@ def signature(name: str, dtype, sp_type=None) -> tuple:
         "adamax_update": (a1, a1, a1, a1) + (f,) * 6,
         "sum_squares": (a1, d1, types.int64),
         "clamp_min": (a1, f),
+        "count_bad": (a1, types.boolean, d1, types.int64),
         "add": (a1, a1, a1),
         "transpose": (a2, a2),
         "decays": (a1, f, f, a1, a1, a1),
