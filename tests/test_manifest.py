@@ -11,7 +11,7 @@ from spikesim.train import manifest
 from spikesim.train.trainer import TrainConfig, Trainer
 
 FIELDS = {"manifest_version", "date", "command", "git_commit", "git_dirty", "versions", "seed",
-          "threads", "machine", "resumes"}
+          "threads", "machine", "resumes", "backend"}
 
 
 def _trainer(out, epochs):
@@ -43,6 +43,7 @@ def test_fit_writes_the_manifest_and_resume_appends(tmp_path):
     flags = m["machine"]["vector_flags"]
     assert flags is None or set(flags) == {"avx2", "avx512f", "fma", "neon"}
     assert m["resumes"] == []
+    assert m["backend"] == "cpu"
     # more epochs on the same Trainer (as ``spikesim train ecg --select train`` runs them):
     # the same run, nothing appended
     t.cfg.epochs = 2
