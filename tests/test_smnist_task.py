@@ -221,3 +221,103 @@ def test_short_training_loss_falls():
     hist = Trainer(net, tc, ArrayDataset(x, y), progress=False).fit()
     losses = [h["train_loss"] for h in hist]
     assert losses[-1] < losses[0] - 0.05, losses
+
+
+# ---------------------------------------------------------------------------- presets, selection
+def _train_args(extra):
+    """The parsed ``spikesim train smnist`` command line of ``extra``."""
+    import argparse
+    p = argparse.ArgumentParser()
+    smnist.add_train_args(p)
+    return p.parse_args(["--out", "x", *extra])
+
+
+def test_presets_recipe_by_default_official_one_flag_away():
+    rec, off = smnist.TRAIN_PRESETS["recipe"], smnist.TRAIN_PRESETS["official"]
+    assert smnist.preset_settings(_train_args([])) == rec
+    assert smnist.preset_settings(_train_args(["--preset", "official"])) == off
+    # the official preset is the official script's: 200 epochs, batch 300, Adamax 8e-3, linear
+    # decay over 200 epochs, updates after steps 100, ..., 700, window 4 binarised at 0.1
+    assert (off["epochs"], off["batch_size"], off["lr"], off["optimizer"], off["schedule"],
+            off["tbptt"], off["tbptt_offset"], off["window"], off["analog"],
+            off["pixel_threshold"], off["readout"], off["w_rec_init"], off["clip_norm"]) == (
+        200, 300, 8e-3, "adamax", "linear200", 100, 1, 4, False, 0.1, "ce_sum_spike", "zeros",
+        None)
+    # the recipe changes only the keys RECIPE names
+    assert {k for k in rec if rec[k] != off[k]} <= set(smnist.RECIPE)
+    # options override the preset
+    s = smnist.preset_settings(_train_args(["--preset", "official", "--lr", "1e-3", "--full-bptt",
+                                            "--batch-size", "7"]))
+    assert (s["lr"], s["tbptt"], s["batch_size"], s["epochs"]) == (1e-3, None, 7, 200)
+    s = smnist.preset_settings(_train_args(["--analog"]))
+    assert s["analog"] is True
+    s = smnist.preset_settings(_train_args(["--pixel-threshold", "0.3"]))
+    assert (s["analog"], s["pixel_threshold"]) == (False, 0.3)
+    s = smnist.preset_settings(_train_args(["--clip-norm", "2"]))
+    assert s["clip_norm"] == 2.0
+    assert smnist.preset_settings(_train_args(["--no-clip"]))["clip_norm"] is None
+    with pytest.raises(SystemExit):
+        _train_args(["--preset", "fast"])
+
+
+def test_train_config_schedules():
+    assert smnist.train_config(epochs=30, schedule="linear").schedule == {"kind": "linear",
+                                                                          "total": 30}
+    assert smnist.train_config(epochs=30).schedule == {"kind": "linear", "total": 200}
+    assert smnist.train_config(schedule="constant").schedule is None
+    with pytest.raises(ValueError, match="unknown schedule"):
+        smnist.train_config(schedule="cosine")
+
+
+def test_train_tests_the_validation_selected_model(tmp_path):
+    data = _fake_mnist(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["train", "smnist", "--data-dir", str(data), "--out", str(out), "--epochs", "3",
+                 "--batch-size", "20", "--steps", "60", "--tbptt", "30", "--hidden", "8,8,8",
+                 "--quiet", "--no-plots", "--lr", "5e-2", "--val-fraction", "0.3",
+                 "--per-step-limit", "5", "--readout", "ce_sum_softmax"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["select"] == "val" and res["settings"]["readout"] == "ce_sum_softmax"
+    accs = [h["val_acc"] for h in res["history"]]
+    assert res["tested_epoch"] == 1 + int(np.argmax(accs))     # first epoch of the best
+    assert res["best_val_acc"] == max(accs)
+    # the tested predictions are those of best.ckpt, not of the last epoch
+    net, meta = smnist.load_model(out / "best.ckpt", dtype=np.float32)
+    assert meta["preset"] == "recipe" and meta["dataset"] == "mnist"
+    from spikesim.data.mnist import load_mnist
+    img, lab = load_mnist(data, "test")
+    ds = smnist._Crop(smnist.dataset_from_meta(img, lab, meta), 60)
+    direct = smnist.run_model(net, ds, 250, "random-nmi-smnist", seed=7)
+    np.testing.assert_array_equal(np.load(out / "test_predictions.npy"), direct["predictions"])
+    # --select val without a validation split is refused before anything is written
+    assert main(["train", "smnist", "--data-dir", str(data), "--out", str(tmp_path / "r2"),
+                 "--epochs", "1", "--val-fraction", "0", "--select", "val", "--quiet",
+                 "--no-plots", "--steps", "20", "--hidden", "4,4,4"]) != 0
+    assert not (tmp_path / "r2").exists()
+
+
+def _write_idx(path: Path, arr: np.ndarray):
+    import gzip
+    with gzip.open(path, "wb") as f:
+        f.write(np.array([0, 0, 8, arr.ndim], np.uint8).tobytes())
+        f.write(np.array(arr.shape, ">i4").tobytes())
+        f.write(arr.astype(np.uint8).tobytes())
+
+
+def test_train_fashion_mnist_reads_its_idx_files(tmp_path):
+    data = tmp_path / "fashion"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for stem, n in (("train", 40), ("t10k", 20)):
+        y = np.arange(n) % 10
+        _write_idx(data / f"{stem}-images-idx3-ubyte.gz",
+                   rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(data / f"{stem}-labels-idx1-ubyte.gz", y)
+    out = tmp_path / "run"
+    assert main(["train", "psmnist", "--dataset", "fashion", "--data-dir", str(data), "--out",
+                 str(out), "--epochs", "1", "--batch-size", "20", "--steps", "30",
+                 "--hidden", "4,4,4", "--quiet", "--no-plots", "--select", "last",
+                 "--per-step-limit", "5", "--test-limit", "10"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["meta"]["dataset"] == "fashion" and res["n_samples"] == 10
+    assert res["n_train"] + res["n_val"] == 40 and res["select"] == "last"

@@ -49,12 +49,15 @@ def ecg_config(b_j0: float = 0.01, surrogate: str = "multi_gaussian",
 
 def smnist_nmi_config(k: int = 4, b_j0: float = 0.01, surrogate: str = "multi_gaussian",
                       hidden=(64, 256, 256), tau_m=(20.0, 5.0), tau_adp=(200.0, 25.0),
-                      w_rec_init: str = "zeros", loss_start: int = 1) -> NetworkConfig:
+                      w_rec_init: str = "zeros", loss_start: int = 1,
+                      readout: str = "ce_sum_spike") -> NetworkConfig:
     """The NMI (P)S-MNIST network: k -> r1 (rec) -> r2 (rec) -> d1 (dense) -> o (10, dense ALIF).
 
     Defaults are the later script's: recurrent weights zero, xavier-uniform input weights, zero
-    biases, tau_m ~ N(20, 5), tau_adp ~ N(200, 25), output spikes summed over t > 0
-    (``loss_start=1``; the 2020 checkpoint sums over t >= 0, ``loss_start=0``).
+    biases, tau_m ~ N(20, 5), tau_adp ~ N(200, 25), cross-entropy of the output spikes summed
+    over t > 0 (``loss_start=1``; the 2020 checkpoint sums over t >= 0, ``loss_start=0``).
+    ``readout="ce_sum_softmax"`` reads the output layer's membrane instead (the sum over t of
+    its softmax, as the ICONS network).
     """
     h1, h2, h3 = hidden
     common = dict(beta=1.8, b_j0=b_j0, surrogate=surrogate, tau_m=tau_m, tau_adp=tau_adp,
@@ -65,7 +68,7 @@ def smnist_nmi_config(k: int = 4, b_j0: float = 0.01, surrogate: str = "multi_ga
                 LayerConfig(h2, "rec", name="r2", **common),
                 LayerConfig(h3, "dense", name="d1", **common),
                 LayerConfig(SMNIST_N_CLASSES, "dense", name="o", **common)],
-        loss=LossConfig("ce_sum_spike", start=loss_start))
+        loss=LossConfig(readout, start=loss_start))
 
 
 def smnist_icons_config(n_fields: int = 80, hidden=(256, 128), b_j0: float = 0.1,

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.encoders import apply_permutation, permutation, rbf_encode, sliding_window
+from ..data.mnist import FASHION_MNIST_DIR
 from ..model.presets import SMNIST_N_CLASSES as N_CLASSES  # noqa: F401  (the task's names)
 from ..model.presets import smnist_icons_config as icons_config  # noqa: F401
 from ..model.presets import smnist_nmi_config as nmi_config
@@ -345,48 +346,126 @@ def run_eval(args) -> int:
 # ----------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------
+#: What the from-scratch recipe changes in the official settings (see TRAIN_PRESETS)
+RECIPE = {"epochs": 50, "batch_size": 32, "lr": 1e-3, "schedule": "linear",
+          "readout": "ce_sum_softmax"}
+#: Training presets of ``spikesim train smnist|psmnist``. "official": the later official
+#: script's settings (200 epochs of 60 000 images on a GPU). "recipe": this project's recipe for
+#: training from scratch on the 5 000-image subset on a CPU, found by the probes recorded in
+#: experiments/smnist/README.md; it differs from "official" in exactly the keys it sets. Every
+#: key is also a command-line option that overrides the preset.
+TRAIN_PRESETS = {
+    "official": {"epochs": 200, "batch_size": 300, "lr": 8e-3, "optimizer": "adamax",
+                 "schedule": "linear200", "clip_norm": None, "tbptt": 100, "tbptt_offset": 1,
+                 "window": 4, "analog": False, "pixel_threshold": 0.1,
+                 "readout": "ce_sum_spike", "w_rec_init": "zeros"},
+}
+TRAIN_PRESETS["recipe"] = {**TRAIN_PRESETS["official"], **RECIPE}
+#: ``--schedule`` choices: the learning-rate factor per epoch (``spikesim.train.optim``)
+SCHEDULES = {"linear200": lambda epochs: {"kind": "linear", "total": 200},
+             "linear": lambda epochs: {"kind": "linear", "total": epochs},
+             "constant": lambda epochs: None}
+
+
 def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 100,
-                 seed: int = 0, lr: float = 8e-3, tbptt_offset: int = 1) -> TrainConfig:
-    """The later script's settings: Adamax lr 8e-3, tau_adp 3x, tau_m 2x, linear decay over 200
-    epochs, truncated BPTT with an update after the steps 100, 200, ..., 700 (counted from 0)
-    and at the end (``tbptt_offset=1``: the first chunk has 101 steps), and the script's
-    random initial state s = u ~ U[0,1) * b_j0 in the hidden layers (random-nmi-smnist)."""
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamax",
+                 seed: int = 0, lr: float = 8e-3, tbptt_offset: int = 1,
+                 optimizer: str = "adamax", schedule: str = "linear200",
+                 clip_norm: float | None = None) -> TrainConfig:
+    """Training settings; the defaults are the later script's: Adamax lr 8e-3, tau_adp 3x,
+    tau_m 2x, linear decay over 200 epochs (``schedule``: a key of :data:`SCHEDULES`),
+    truncated BPTT with an update after the steps 100, 200, ..., 700 (counted from 0) and at
+    the end (``tbptt_offset=1``: the first chunk has 101 steps), and the script's random
+    initial state s = u ~ U[0,1) * b_j0 in the hidden layers (random-nmi-smnist)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                        lr_mult={"*.tau_adp": 3.0, "*.tau_m": 2.0},
-                       schedule={"kind": "linear", "total": 200}, tbptt=tbptt,
+                       schedule=SCHEDULES[schedule](epochs), tbptt=tbptt,
                        tbptt_offset=tbptt_offset if tbptt else 0, seed=seed,
-                       init_state="random-nmi-smnist")
+                       init_state="random-nmi-smnist", clip_norm=clip_norm)
+
+
+def preset_settings(args) -> dict:
+    """The training settings of a parsed ``train`` command line: its ``--preset``, with every
+    option given on the command line in its place."""
+    settings = dict(TRAIN_PRESETS[args.preset])
+    for k in settings:
+        v = getattr(args, k, None)
+        if v is not None:
+            settings[k] = v
+    if getattr(args, "full_bptt", False):
+        settings["tbptt"] = None
+    if getattr(args, "pixel_threshold", None) is not None:
+        settings["analog"] = False          # a threshold given: binarised pixels
+    if getattr(args, "no_clip", False):
+        settings["clip_norm"] = None
+    return settings
+
+
+def _preset_help(key: str) -> str:
+    recipe, official = TRAIN_PRESETS["recipe"][key], TRAIN_PRESETS["official"][key]
+    if recipe == official:
+        return f"default: {recipe}"
+    return f"default: {recipe} (--preset official: {official})"
 
 
 def add_train_args(parser, name="smnist"):
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST files")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the MNIST files (Fashion-MNIST with --dataset fashion: "
+                             f"default {FASHION_MNIST_DIR})")
+    parser.add_argument("--dataset", choices=("mnist", "fashion"), default="mnist",
+                        help="digits (MNIST) or Fashion-MNIST, read from the same IDX layout")
     add_run_args(parser)
-    parser.add_argument("--epochs", type=positive_int, default=200)
+    parser.add_argument("--preset", choices=tuple(TRAIN_PRESETS), default="recipe",
+                        help="recipe: this project's from-scratch recipe for the 5 000-image "
+                             "subset on a CPU; official: the official script's settings. Every "
+                             "option below overrides the preset")
+    parser.add_argument("--epochs", type=positive_int, default=None, help=_preset_help("epochs"))
     parser.add_argument("--train-limit", type=positive_int, default=None,
                         help="use N training images")
     parser.add_argument("--test-limit", type=positive_int, default=None,
                         help="test on the first N test images")
     parser.add_argument("--val-fraction", type=fraction, default=0.1,
                         help="fraction of the training images held out for validation")
-    parser.add_argument("--batch-size", type=positive_int, default=300)
+    parser.add_argument("--select", choices=("val", "last"), default=None,
+                        help="model tested: val = the epoch of best validation accuracy "
+                             "(default with a validation split), last = the last epoch")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help=_preset_help("batch_size"))
     g = parser.add_mutually_exclusive_group()
-    g.add_argument("--tbptt", type=positive_int, default=100,
-                   help="truncated BPTT chunk length (steps)")
+    g.add_argument("--tbptt", type=positive_int, default=None,
+                   help="truncated BPTT chunk length in steps; " + _preset_help("tbptt"))
     g.add_argument("--full-bptt", action="store_true", help="backpropagate through all 784 steps")
-    parser.add_argument("--tbptt-offset", type=nonnegative_int, default=1,
+    parser.add_argument("--tbptt-offset", type=nonnegative_int, default=None,
                         help="steps added to the first truncated-BPTT chunk; 1: updates after "
                              "steps 100, 200, ..., 700 (from 0) and at the end, as the official "
-                             "script")
+                             "script; " + _preset_help("tbptt_offset"))
     t = parser.add_mutually_exclusive_group()
     t.add_argument("--pixel-threshold", "--threshold", dest="pixel_threshold",
-                   type=nonnegative_float, default=0.1, help="binarise pixels/255 > this")
-    t.add_argument("--analog", action="store_true", help="pixels /255 instead of binarised")
-    parser.add_argument("--window", type=positive_int, default=4, help="sliding window size k")
-    parser.add_argument("--lr", type=positive_float, default=8e-3, help="learning rate")
-    parser.add_argument("--optimizer", default="adamax", choices=["adamax", "adam"],
-                        help="official: adamax")
-    parser.add_argument("--clip-norm", type=positive_float, default=None,
-                        help="clip the gradient norm of every update (official: no clipping)")
+                   type=nonnegative_float, default=None,
+                   help="binarise pixels/255 > this; " + _preset_help("pixel_threshold"))
+    t.add_argument("--analog", action="store_const", const=True, default=None,
+                   help="pixels /255 instead of binarised; " + _preset_help("analog"))
+    parser.add_argument("--window", type=positive_int, default=None,
+                        help="sliding window size k; " + _preset_help("window"))
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate; " + _preset_help("lr"))
+    parser.add_argument("--optimizer", default=None, choices=["adamax", "adam"],
+                        help=_preset_help("optimizer"))
+    parser.add_argument("--schedule", default=None, choices=tuple(SCHEDULES),
+                        help="learning-rate factor per epoch: linear200 = linear decay to 0 over "
+                             "200 epochs (official), linear = to 0 over --epochs, constant; "
+                             + _preset_help("schedule"))
+    c = parser.add_mutually_exclusive_group()
+    c.add_argument("--clip-norm", type=positive_float, default=None,
+                   help="clip the gradient norm of every update; " + _preset_help("clip_norm"))
+    c.add_argument("--no-clip", action="store_true", help="no gradient clipping")
+    parser.add_argument("--readout", default=None, choices=("ce_sum_spike", "ce_sum_softmax"),
+                        help="loss: ce_sum_spike = cross-entropy of the output spike counts "
+                             "(official), ce_sum_softmax = of the summed softmax of the output "
+                             "membrane; " + _preset_help("readout"))
+    parser.add_argument("--w-rec-init", default=None, choices=("zeros", "orthogonal"),
+                        help="recurrent weight initialisation; " + _preset_help("w_rec_init"))
     add_dtype_arg(parser, "float32")
     add_device_arg(parser)
     parser.add_argument("--perm-seed", type=nonnegative_int, default=DEFAULT_PERM_SEED,
@@ -416,29 +495,35 @@ class _Crop:
 def run_train(args) -> int:
     from ..train.trainer import Trainer
     task = getattr(args, "task", "smnist")
+    st = preset_settings(args)
+    if args.select == "val" and args.val_fraction == 0:
+        raise ValueError("--select val needs a validation split (--val-fraction > 0)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     hidden = tuple(int(v) for v in str(args.hidden).split(","))
     perm = permutation(args.perm_seed) if task == "psmnist" else None
-    meta = {"task": task, "window": args.window, "stride": 1,
-            "scale": "analog" if args.analog else "binary", "pixel_threshold": args.pixel_threshold,
+    meta = {"task": task, "dataset": args.dataset, "preset": args.preset,
+            "window": st["window"], "stride": 1,
+            "scale": "analog" if st["analog"] else "binary",
+            "pixel_threshold": st["pixel_threshold"],
             "perm_seed": args.perm_seed if perm is not None else None,
             "perm": perm.tolist() if perm is not None else None, "encoding": "window",
             "steps": args.steps, "sum_from": 1}
-    images, labels = _mnist(args.data_dir, "train", args.train_limit, args.seed)
+    images, labels = _images(args.dataset, args.data_dir, "train", args.train_limit, args.seed)
     (tri, trl), (vai, val) = split_train_val(images, labels, args.val_fraction, args.seed)
     dtype = np.dtype(args.dtype)
     train_set = dataset_from_meta(tri, trl, meta, dtype)
     val_set = dataset_from_meta(vai, val, meta, dtype) if len(val) else None
+    select = args.select or ("val" if val_set is not None else "last")
     if args.steps:
         train_set = _Crop(train_set, args.steps)
         val_set = _Crop(val_set, args.steps) if val_set is not None else None
-    net = Network(nmi_config(k=args.window, hidden=hidden), seed=args.seed,
-                  dtype=np.dtype(args.dtype), backend=args.device)
+    net = Network(nmi_config(k=st["window"], hidden=hidden, w_rec_init=st["w_rec_init"],
+                             readout=st["readout"]),
+                  seed=args.seed, dtype=np.dtype(args.dtype), backend=args.device)
     params_before = {k: v.copy() for k, v in net.params.items()}
-    cfg = train_config(args.epochs, args.batch_size, None if args.full_bptt else args.tbptt,
-                       args.seed, args.lr, args.tbptt_offset)
-    cfg.optimizer, cfg.clip_norm = args.optimizer, args.clip_norm
+    cfg = train_config(st["epochs"], st["batch_size"], st["tbptt"], args.seed, st["lr"],
+                       st["tbptt_offset"], st["optimizer"], st["schedule"], st["clip_norm"])
     cfg.eval_batch_size = 250
     trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
     if args.resume and trainer.resume():
@@ -452,8 +537,16 @@ def run_train(args) -> int:
             print(f"{task}: epoch {h['epoch']} train_loss {h['train_loss']:.4f} "
                   f"train_acc {h['train_acc']:.4f} val_acc {h.get('val_acc', float('nan')):.4f} "
                   f"({h['seconds']:.0f} s)")
-    # test: the last epoch's model on the test images
-    timg, tlab = _mnist(args.data_dir, "test", args.test_limit)
+    # test: the model chosen on validation accuracy (best.ckpt) or the last epoch's
+    if select == "val":
+        from ..io.checkpoint import load_checkpoint
+        best = load_checkpoint(out / "best.ckpt")
+        net = Network(net.config, {k: np.asarray(v) for k, v in best.params.items()},
+                      dtype=net.dtype, backend=args.device)
+        tested_epoch = int(best.epoch)
+    else:
+        tested_epoch = trainer.epoch
+    timg, tlab = _images(args.dataset, args.data_dir, "test", args.test_limit)
     test_set = dataset_from_meta(timg, tlab, meta, net.dtype)
     if args.steps:
         test_set = _Crop(test_set, args.steps)
@@ -465,7 +558,9 @@ def run_train(args) -> int:
     ps = run_model(net, sub, 250, "zeros", per_step=True, keep_trace_of=0)
     result = {"task": task, "accuracy": res["accuracy"], "test_accuracy": res["accuracy"],
               "n_samples": res["n_samples"], "test_init_state": cfg.init_state,
-              "model": "last epoch", "epochs": trainer.epoch,
+              "model": _SELECT_TEXT[select], "select": select, "tested_epoch": tested_epoch,
+              "best_val_acc": float(trainer.best_val) if select == "val" else None,
+              "epochs": trainer.epoch, "settings": st,
               "n_train": len(train_set), "n_val": 0 if val_set is None else len(val_set),
               "test_firing_rates": res["firing_rates"], "train_seconds": train_s,
               "test_seconds": test_s, "history": history,
@@ -476,11 +571,29 @@ def run_train(args) -> int:
     (out / "results.json").write_text(json.dumps(result, indent=1))
     np.save(out / "test_predictions.npy", res["predictions"].astype(np.int64))
     print(f"{task}: test accuracy {res['accuracy']:.4f} ({res['correct']}/{res['n_samples']}) "
-          f"after {trainer.epoch} epochs, firing rates "
+          f"with the {_SELECT_TEXT[select]} (epoch {tested_epoch} of {trainer.epoch}), "
+          "firing rates "
           + ", ".join(f"{k} {v:.3f}" for k, v in res["firing_rates"].items() if v is not None))
     if not args.no_plots:
-        _plots(out, history, params_before, net, ps, trainer.epoch)
+        _plots(out, history, params_before, net, ps, tested_epoch, _SELECT_TEXT[select])
     return 0
+
+
+_SELECT_TEXT = {"val": "best validation accuracy", "last": "last epoch"}
+
+
+def _images(dataset: str, data_dir, split: str, limit=None, seed: int = 0):
+    """Images and labels of MNIST (:func:`_mnist`) or Fashion-MNIST (``data_dir`` or the
+    Debian package's folder): the first ``limit`` test images in file order, or a
+    class-stratified subset of ``limit`` training images."""
+    if dataset == "mnist":
+        return _mnist(data_dir, split, limit, seed)
+    from ..data.mnist import load_fashion_mnist
+    folder = data_dir or FASHION_MNIST_DIR
+    if limit is None or split == "test":
+        images, labels = load_fashion_mnist(folder, split)
+        return images[:limit], labels[:limit]
+    return load_fashion_mnist(folder, split, limit=limit, shuffle_seed=seed)
 
 
 class _Subset:
@@ -494,7 +607,7 @@ class _Subset:
         return self.ds.get(self.idx[np.asarray(idx)])
 
 
-def _plots(out: Path, history, params_before, net, ps, epoch: int):
+def _plots(out: Path, history, params_before, net, ps, epoch: int, selected: str):
     """Learning curves, tau histograms, per-step accuracy and rasters (skipped if the plotting
     module or matplotlib is unavailable)."""
     try:
@@ -508,7 +621,7 @@ def _plots(out: Path, history, params_before, net, ps, epoch: int):
         from .. import plots
     except Exception:                # noqa: BLE001 - another developer's module, may be absent
         plots = None
-    for fn, a in (("learning_curves", (history, out / "learning_curves.png", epoch, "last epoch")),
+    for fn, a in (("learning_curves", (history, out / "learning_curves.png", epoch, selected)),
                   ("tau_histograms", (params_before, net.params, out / "tau_histograms.png",
                                       net.config))):
         f = getattr(plots, fn, None) if plots is not None else None
