@@ -21,6 +21,24 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class StepViews:
+    """The states of steps 1..T of a layer trace: ``u``, ``s`` and ``bt`` are views of the
+    trace's ``u_full``, ``s_full`` and ``bt_full`` (T+1, B, N) without slot 0, the initial
+    state. ``s`` and ``bt`` are None for a non-spiking layer (``spiking`` False)."""
+
+    @property
+    def u(self) -> np.ndarray:
+        return self.u_full[1:]
+
+    @property
+    def s(self) -> np.ndarray | None:
+        return None if not self.spiking else self.s_full[1:]
+
+    @property
+    def bt(self) -> np.ndarray | None:
+        return None if not self.spiking else self.bt_full[1:]
+
+
 @dataclass
 class LossResult:
     loss: float

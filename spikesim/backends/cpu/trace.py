@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..base import StepViews
 from .lists import Lists, lists_sum, lists_to_dense
 from .neuron_rows import adaptation_trace
 
 
 @dataclass
-class LayerTrace:
+class LayerTrace(StepViews):
     """What one layer's forward pass keeps for its backward pass.
 
     ``x_lists``: the non-zeros of each input row r = t*B + b of the layer's input (data or the
@@ -55,18 +56,6 @@ class LayerTrace:
             self._bt = np.empty_like(s)
             adaptation_trace(s, self.b_check[0], self.rho, self.omr, self._bt)
         return self._bt
-
-    @property
-    def u(self) -> np.ndarray:
-        return self.u_full[1:]
-
-    @property
-    def s(self) -> np.ndarray | None:
-        return None if not self.spiking else self.s_full[1:]
-
-    @property
-    def bt(self) -> np.ndarray | None:
-        return None if not self.spiking else self.bt_full[1:]
 
     def spike_sums(self) -> float:
         """Sum of all spikes of slots 1..T (from the lists, without building s_full)."""

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..base import StepViews
+
 
 @dataclass
-class CudaLayerTrace:
+class CudaLayerTrace(StepViews):
     """One layer: ``x`` (T, B, N_in) its input on the device (the data, or slots 1..T of the
     layer below's spikes); ``u_dev``, ``s_dev``, ``b_dev`` (T + 1, B, N) on the device (s and b
     None for the integrator)."""
@@ -53,18 +55,6 @@ class CudaLayerTrace:
     @property
     def x_host(self) -> np.ndarray:
         return self._copy("x", self.x)
-
-    @property
-    def u(self) -> np.ndarray:
-        return self.u_full[1:]
-
-    @property
-    def s(self) -> np.ndarray | None:
-        return None if not self.spiking else self.s_full[1:]
-
-    @property
-    def bt(self) -> np.ndarray | None:
-        return None if not self.spiking else self.bt_full[1:]
 
 
 @dataclass
