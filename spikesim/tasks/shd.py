@@ -118,15 +118,9 @@ def from_official(path, dtype=np.float64, b_j0: float | None = None):
 
 def load_model(path, dtype=np.float64):
     """A spikesim checkpoint (``.ckpt``) or the official ``.pth``: returns (Network, meta)."""
-    from ..io.checkpoint import is_spikesim_checkpoint
-    from ..train.trainer import load_trained
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    if not is_spikesim_checkpoint(path):
-        return from_official(path, dtype=dtype)
-    net, meta = load_trained(path, dtype)
-    meta["format"] = "spikesim checkpoint"
+    from . import load_model_file
+    net, meta = load_model_file(path, dtype, from_official)
+    meta.setdefault("format", "spikesim checkpoint")
     return net, meta
 
 

@@ -194,14 +194,8 @@ def from_official(path, dtype=np.float64, b_j0: float | None = None):
 
 def load_model(path, dtype=np.float64):
     """A spikesim checkpoint (``.ckpt``) or an official ``.pth``: returns (Network, meta)."""
-    from ..io.checkpoint import is_spikesim_checkpoint
-    from ..train.trainer import load_trained
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    if not is_spikesim_checkpoint(path):
-        return from_official(path, dtype=dtype)
-    net, meta = load_trained(path, dtype)
+    from . import load_model_file
+    net, meta = load_model_file(path, dtype, from_official)
     meta.setdefault("window", net.config.n_in)
     return net, meta
 
