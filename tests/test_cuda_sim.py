@@ -302,36 +302,39 @@ def test_truncated_bptt_training_steps_match(kind):
         assert_same(k, p1[k], p0[k], 1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", ["adam", "adamax"])
-def test_device_optimizer_matches_the_host(kind):
+def test_device_optimizer_matches_the_host(kind, dtype):
     """``Optimizer.to_device``: Adam and Adamax on device arrays (lr_mult, a frozen tensor,
     clipping active in some steps and not in others) give the host's parameters, moments and
-    gradient norms, step by step."""
+    gradient norms, step by step: float64 within 1e-12, float32 within ``TOL``."""
     from spikesim.train.optim import Optimizer
     rng = np.random.default_rng(3)
     shapes = {"h.W_in": (5, 3), "h.b_in": (5,), "h.tau_m": (5,), "out.W_in": (2, 5)}
-    params = {k: rng.normal(size=s) + (20.0 if k.endswith("tau_m") else 0.0)
+    tol = 1e-12 if dtype == np.float64 else TOL[np.float32]
+    params = {k: (rng.normal(size=s) + (20.0 if k.endswith("tau_m") else 0.0)).astype(dtype)
               for k, s in shapes.items()}
     kw = dict(lr=1e-2, kind=kind, lr_mult={"h.tau_*": 3.0, "out.*": 0.5}, clip_norm=4.0,
               frozen=("out.W_in",))
     host = Optimizer({k: v.copy() for k, v in params.items()}, **kw)
     dev = Optimizer({k: v.copy() for k, v in params.items()}, **kw)
-    ops = optim.DeviceUpdate(np.float64, threads=16)
+    ops = optim.DeviceUpdate(dtype, threads=16)
     dparams = {k: ops.to_device(v) for k, v in params.items()}
     dev.to_device(dparams, ops)
     for step in range(4):
-        grads = {k: rng.normal(size=s) * (0.5 if step % 2 else 3.0) for k, s in shapes.items()}
+        grads = {k: (rng.normal(size=s) * (0.5 if step % 2 else 3.0)).astype(dtype)
+                 for k, s in shapes.items()}
         n_host = host.step(grads)
         n_dev = dev.step({k: ops.to_device(g) for k, g in grads.items()})
-        assert n_dev == pytest.approx(n_host, rel=1e-12)
+        assert n_dev == pytest.approx(n_host, rel=tol)
         dev.sync_params()
         for k in shapes:
-            assert_same(k, dev.params[k], host.params[k], 1e-12)
+            assert_same(k, dev.params[k], host.params[k], tol)
     sd, sh = dev.state_dict(), host.state_dict()
     assert (sd["t"], sd["lr"]) == (sh["t"], sh["lr"])
     for key in ("m", "v"):
         for k in shapes:
-            assert_same(f"{key} {k}", sd[key][k], sh[key][k], 1e-12)
+            assert_same(f"{key} {k}", sd[key][k], sh[key][k], tol)
     assert np.array_equal(dev.params["out.W_in"], params["out.W_in"])    # frozen
     ops.clamp_min(dparams["h.tau_m"], 20.0)
     dev.sync_params()
