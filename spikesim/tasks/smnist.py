@@ -628,7 +628,7 @@ def _plots(out: Path, history, params_before, net, ps, epoch: int, selected: str
     acc = np.asarray(ps["per_step_accuracy"])
     ax.plot(np.arange(1, len(acc) + 1), acc)
     ax.set_xlabel("time step t")
-    ax.set_ylabel("accuracy of argmax of running spike sum")
+    ax.set_ylabel("accuracy of the running readout sum")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     fig.tight_layout()
