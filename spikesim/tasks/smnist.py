@@ -194,7 +194,7 @@ def from_official(path, dtype=np.float64, b_j0: float | None = None):
 
 def load_model(path, dtype=np.float64):
     """A spikesim checkpoint (``.ckpt``) or an official ``.pth``: returns (Network, meta)."""
-    from . import load_model_file
+    from .checkpoints import load_model_file
     net, meta = load_model_file(path, dtype, from_official)
     meta.setdefault("window", net.config.n_in)
     return net, meta
