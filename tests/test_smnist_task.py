@@ -132,6 +132,14 @@ def test_official_random_state_and_psmnist_smoke(tmp_path):
 
 
 # ---------------------------------------------------------------------------- training
+def _write_idx(path: Path, arr: np.ndarray):
+    import gzip
+    with gzip.open(path, "wb") as f:
+        f.write(np.array([0, 0, 8, arr.ndim], np.uint8).tobytes())
+        f.write(np.array(arr.shape, ">i4").tobytes())
+        f.write(arr.astype(np.uint8).tobytes())
+
+
 def _fake_mnist(folder: Path, n_train=60, n_test=30):
     """A tiny MNIST in the real formats: the 5k-style CSV and the t10k IDX pair."""
     import gzip
@@ -151,15 +159,8 @@ def _fake_mnist(folder: Path, n_train=60, n_test=30):
     with gzip.open(folder / "mnist_5k_train.csv.gz", "wt") as f:
         np.savetxt(f, rows, fmt="%d", delimiter=",")
     yte = np.tile(np.arange(10), n_test // 10)
-    xte = images(yte)
-    with gzip.open(folder / "t10k-images-idx3-ubyte.gz", "wb") as f:
-        f.write(np.array([0, 0, 8, 3], np.uint8).tobytes())
-        f.write(np.array([len(yte), 28, 28], ">i4").tobytes())
-        f.write(xte.tobytes())
-    with gzip.open(folder / "t10k-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(np.array([0, 0, 8, 1], np.uint8).tobytes())
-        f.write(np.array([len(yte)], ">i4").tobytes())
-        f.write(yte.astype(np.uint8).tobytes())
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", images(yte))
+    _write_idx(folder / "t10k-labels-idx1-ubyte.gz", yte)
     return folder
 
 
@@ -296,15 +297,7 @@ def test_train_tests_the_validation_selected_model(tmp_path):
     assert not (tmp_path / "r2").exists()
 
 
-def _write_idx(path: Path, arr: np.ndarray):
-    import gzip
-    with gzip.open(path, "wb") as f:
-        f.write(np.array([0, 0, 8, arr.ndim], np.uint8).tobytes())
-        f.write(np.array(arr.shape, ">i4").tobytes())
-        f.write(arr.astype(np.uint8).tobytes())
-
-
-def test_train_fashion_mnist_reads_its_idx_files(tmp_path):
+def test_train_fashion_mnist_reads_its_idx_files(tmp_path, monkeypatch):
     data = tmp_path / "fashion"
     data.mkdir()
     rng = np.random.default_rng(1)
@@ -321,3 +314,9 @@ def test_train_fashion_mnist_reads_its_idx_files(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["meta"]["dataset"] == "fashion" and res["n_samples"] == 10
     assert res["n_train"] + res["n_val"] == 40 and res["select"] == "last"
+    # eval reads the data set the checkpoint was trained on (here from the default folder)
+    monkeypatch.setattr(smnist, "FASHION_MNIST_DIR", str(data))
+    js = tmp_path / "e.json"
+    assert main(["eval", "psmnist", "--checkpoint", str(out / "last.ckpt"), "--json", str(js),
+                 "--dtype", "float32", "--quiet"]) == 0
+    assert json.loads(js.read_text())["n_samples"] == 20

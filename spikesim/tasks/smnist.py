@@ -269,7 +269,9 @@ def _mnist(data_dir, split, limit=None, seed=0):
 def add_eval_args(parser, name="smnist"):
     parser.add_argument("--checkpoint", required=True,
                         help="spikesim .ckpt from 'spikesim train' or an official .pth file")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST files")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the MNIST test files (of Fashion-MNIST for a checkpoint "
+                             f"trained with --dataset fashion: default {FASHION_MNIST_DIR})")
     parser.add_argument("--json", default=None, help="write the results as JSON here")
     parser.add_argument("--save-predictions", default=None, help="write predicted labels (.npy)")
     parser.add_argument("--init-state", default="zeros", choices=INIT_STATE_CHOICES,
@@ -300,7 +302,7 @@ def run_eval(args) -> int:
         else:
             print("warning: the checkpoint stores no permutation (official PS-MNIST: it is lost); "
                   "evaluating on unpermuted images")
-    images, labels = _mnist(args.data_dir, "test", args.limit)
+    images, labels = _images(meta.get("dataset", "mnist"), args.data_dir, "test", args.limit)
     ds = dataset_from_meta(images, labels, meta, net.dtype)
     if meta.get("steps"):                 # a model trained on the first N steps only
         ds = _Crop(ds, int(meta["steps"]))
@@ -665,7 +667,9 @@ def add_energy_args(parser, name="smnist"):
     from ..energy import report
     parser.add_argument("--checkpoint", required=True,
                         help="official .pth (whole pickled model) or a spikesim checkpoint")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST test IDX files")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the MNIST test IDX files (of Fashion-MNIST for a "
+                             "checkpoint trained with --dataset fashion)")
     add_dtype_arg(parser, "float64")
     parser.add_argument("--batch-size", type=positive_int, default=250)
     if name == "psmnist":
@@ -685,7 +689,7 @@ def run_energy(args) -> int:
             note = ("the checkpoint stores no permutation (official PS-MNIST: it is lost); "
                     "counted on unpermuted images")
             print(f"warning: {note}")
-    images, labels = _mnist(args.data_dir, "test", args.limit)
+    images, labels = _images(meta.get("dataset", "mnist"), args.data_dir, "test", args.limit)
     ds = dataset_from_meta(images, labels, meta, net.dtype)
     if meta.get("steps"):
         ds = _Crop(ds, int(meta["steps"]))
