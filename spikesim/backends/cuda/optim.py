@@ -53,15 +53,12 @@ def _adamax(p, g, m, v, scale, b1, omb1, b2, step, eps):
         p[i] = p[i] - step * mi / vi
 
 
-def _sum_squares(g, out, k):
-    """out[k] = the sum of g[i]^2 over the 1-D array g, in float64, by one block: each thread
-    sums a strided part, thread 0 adds the parts in order (deterministic, no atomics)."""
-    part = cuda.shared.array(THREADS, float64)
+@cuda.jit(device=True)
+def _block_total(part, acc, out, k):
+    """out[k] = the sum over the block of each thread's ``acc``: each thread stores its part in
+    the shared array ``part``, thread 0 adds the parts in thread order (deterministic, no
+    atomics). Every thread of the block must call it (it synchronises the block)."""
     t = cuda.threadIdx.x
-    acc = float64(0.0)
-    for i in range(t, g.shape[0], cuda.blockDim.x):
-        x = float64(g[i])
-        acc += x * x
     part[t] = acc
     cuda.syncthreads()
     if t == 0:
@@ -69,6 +66,17 @@ def _sum_squares(g, out, k):
         for j in range(cuda.blockDim.x):
             s += part[j]
         out[k] = s
+
+
+def _sum_squares(g, out, k):
+    """out[k] = the sum of g[i]^2 over the 1-D array g, in float64, by one block: each thread
+    sums a strided part, ``_block_total`` adds the parts."""
+    part = cuda.shared.array(THREADS, float64)
+    acc = float64(0.0)
+    for i in range(cuda.threadIdx.x, g.shape[0], cuda.blockDim.x):
+        x = float64(g[i])
+        acc += x * x
+    _block_total(part, acc, out, k)
 
 
 def _count_bad(a, positive, out, k):
@@ -76,19 +84,12 @@ def _count_bad(a, positive, out, k):
     a time constant) not > 0; by one block, as ``sum_squares``. The device's side of
     ``check_param_values`` for bound parameters: only the counts come back."""
     part = cuda.shared.array(THREADS, float64)
-    t = cuda.threadIdx.x
     acc = float64(0.0)
-    for i in range(t, a.shape[0], cuda.blockDim.x):
+    for i in range(cuda.threadIdx.x, a.shape[0], cuda.blockDim.x):
         x = a[i]
         if not math.isfinite(x) or (positive and not x > 0):
             acc += float64(1.0)
-    part[t] = acc
-    cuda.syncthreads()
-    if t == 0:
-        s = float64(0.0)
-        for j in range(cuda.blockDim.x):
-            s += part[j]
-        out[k] = s
+    _block_total(part, acc, out, k)
 
 
 def _clamp_min(p, lo):
