@@ -206,3 +206,11 @@ def test_list_probe_builds_the_same_lists_every_way():
     r = probe(B=4, T=10, N=40, density=0.1, repeats=1)     # raises if any mode's lists differ
     assert r["entries"] > 0 and all(r[k] > 0 for k in ("vcompress", "vcompress_if_any",
                                                          "bit_loop"))
+
+
+def test_block_probe_gives_the_same_sums_both_ways():
+    from validation.bench_block_probe import probe
+    # N = 200: a 128-lane block, then a 64-lane block and a partial one
+    r = probe(rows=50, N=200, rate=0.2, repeats=1)  # raises if the two ways' sums differ
+    assert r["entries"] > 0 and all(r[k] > 0 for k in ("gather_128", "gather_64",
+                                                         "scatter_128", "scatter_64"))
