@@ -21,49 +21,22 @@ import time
 import numpy as np
 from numba import njit
 
-from spikesim.backends.cpu.flat import block_widths, load4, store4
-from spikesim.backends.cpu.gather_scatter import _gather4, _gather_rows, _scatter_row
-from spikesim.backends.cpu.simd import vfma, vload16, vstore16
+from spikesim.backends.cpu.gather_scatter import (
+    _gather_block64,
+    _gather_rows,
+    _scatter_block64,
+    _scatter_row,
+)
 from spikesim.backends.cpu.target import TARGET
-
-
-@njit(inline="always")
-def _gather_rows64(out, o, init, io, N, W1, c1, v1, p, p1):
-    """``_gather_rows`` (one list) with 64-lane blocks only."""
-    j0 = 0
-    while j0 < N:
-        w0, w1, w2, w3 = block_widths(N - j0)
-        a0, a1, a2, a3 = load4(init, io + j0, w0, w1, w2, w3)
-        a0, a1, a2, a3 = _gather4(a0, a1, a2, a3, W1, N, j0, w0, w1, w2, w3, c1, v1, p, p1)
-        store4(out, o + j0, w0, w1, w2, w3, a0, a1, a2, a3)
-        j0 += 64
-
-
-@njit(inline="always")
-def _scatter_row64(dWf, base, S, N, gf, go, col, val, p, p1):
-    """``_scatter_row`` with 64-lane blocks only."""
-    j0 = 0
-    while j0 < N:
-        w0, w1, w2, w3 = block_widths(N - j0)
-        g0, g1, g2, g3 = load4(gf, go + j0, w0, w1, w2, w3)
-        for q in range(p, p1):
-            k = base + col[q] * S + j0
-            v = val[q]
-            vstore16(dWf, k, vfma(vload16(dWf, k), v, g0))
-            if w1:
-                vstore16(dWf, k + 16, vfma(vload16(dWf, k + 16), v, g1))
-            if w2:
-                vstore16(dWf, k + 32, vfma(vload16(dWf, k + 32), v, g2))
-            if w3:
-                vstore16(dWf, k + 48, vfma(vload16(dWf, k + 48), v, g3))
-        j0 += 64
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
 def _gather(out, bias, W, col, val, p0, p1, N, narrow):
     for r in range(p0.shape[0]):
-        if narrow:
-            _gather_rows64(out, r * N, bias, 0, N, W, col, val, p0[r], p1[r])
+        if narrow:  # the kernel's 64-lane block over the whole row, the second list empty
+            for j0 in range(0, N, 64):
+                _gather_block64(out, r * N, bias, 0, N, j0, W, col, val, p0[r], p1[r], W, col,
+                                val, 0, 0)
         else:       # the kernel's function, the second list empty
             _gather_rows(out, r * N, bias, 0, N, W, col, val, p0[r], p1[r], W, col, val, 0, 0)
 
@@ -72,7 +45,8 @@ def _gather(out, bias, W, col, val, p0, p1, N, narrow):
 def _scatter(dW, g, col, val, p0, p1, N, narrow):
     for r in range(p0.shape[0]):
         if narrow:
-            _scatter_row64(dW, 0, N, N, g, r * N, col, val, p0[r], p1[r])
+            for j0 in range(0, N, 64):
+                _scatter_block64(dW, 0, N, N, j0, g, r * N, col, val, p0[r], p1[r])
         else:
             _scatter_row(dW, 0, N, N, g, r * N, col, val, p0[r], p1[r])
 

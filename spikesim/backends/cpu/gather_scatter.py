@@ -65,12 +65,18 @@ def _gather_rows(out, o, init, io, N, W1, c1, v1, p, p1, W2, c2, v2, q, q1):
         store8(out, o + j0, _gather8(a, W2, N, j0, c2, v2, q, q1))
         j0 += 128
     while j0 < N:
-        w0, w1, w2, w3 = block_widths(N - j0)
-        a0, a1, a2, a3 = load4(init, io + j0, w0, w1, w2, w3)
-        a0, a1, a2, a3 = _gather4(a0, a1, a2, a3, W1, N, j0, w0, w1, w2, w3, c1, v1, p, p1)
-        a0, a1, a2, a3 = _gather4(a0, a1, a2, a3, W2, N, j0, w0, w1, w2, w3, c2, v2, q, q1)
-        store4(out, o + j0, w0, w1, w2, w3, a0, a1, a2, a3)
+        _gather_block64(out, o, init, io, N, j0, W1, c1, v1, p, p1, W2, c2, v2, q, q1)
         j0 += 64
+
+
+@njit(inline="always")
+def _gather_block64(out, o, init, io, N, j0, W1, c1, v1, p, p1, W2, c2, v2, q, q1):
+    """``_gather_rows`` for the lanes [j0, min(N, j0 + 64)): one block of four accumulators."""
+    w0, w1, w2, w3 = block_widths(N - j0)
+    a0, a1, a2, a3 = load4(init, io + j0, w0, w1, w2, w3)
+    a0, a1, a2, a3 = _gather4(a0, a1, a2, a3, W1, N, j0, w0, w1, w2, w3, c1, v1, p, p1)
+    a0, a1, a2, a3 = _gather4(a0, a1, a2, a3, W2, N, j0, w0, w1, w2, w3, c2, v2, q, q1)
+    store4(out, o + j0, w0, w1, w2, w3, a0, a1, a2, a3)
 
 
 @njit(inline="always")
@@ -105,19 +111,25 @@ def _scatter_row(dWf, base, S, N, gf, go, col, val, p, p1):
             vstore16(dWf, k + 112, vfma(vload16(dWf, k + 112), v, g7))
         j0 += 128
     while j0 < N:
-        w0, w1, w2, w3 = block_widths(N - j0)
-        g0, g1, g2, g3 = load4(gf, go + j0, w0, w1, w2, w3)
-        for q in range(p, p1):          # (the tests of w are hoisted out of the loop by LLVM)
-            k = base + col[q] * S + j0
-            v = val[q]
-            vstore16(dWf, k, vfma(vload16(dWf, k), v, g0))
-            if w1:
-                vstore16(dWf, k + 16, vfma(vload16(dWf, k + 16), v, g1))
-            if w2:
-                vstore16(dWf, k + 32, vfma(vload16(dWf, k + 32), v, g2))
-            if w3:
-                vstore16(dWf, k + 48, vfma(vload16(dWf, k + 48), v, g3))
+        _scatter_block64(dWf, base, S, N, j0, gf, go, col, val, p, p1)
         j0 += 64
+
+
+@njit(inline="always")
+def _scatter_block64(dWf, base, S, N, j0, gf, go, col, val, p, p1):
+    """``_scatter_row`` for the lanes [j0, min(N, j0 + 64)): one block of four vectors of g."""
+    w0, w1, w2, w3 = block_widths(N - j0)
+    g0, g1, g2, g3 = load4(gf, go + j0, w0, w1, w2, w3)
+    for q in range(p, p1):          # (the tests of w are hoisted out of the loop by LLVM)
+        k = base + col[q] * S + j0
+        v = val[q]
+        vstore16(dWf, k, vfma(vload16(dWf, k), v, g0))
+        if w1:
+            vstore16(dWf, k + 16, vfma(vload16(dWf, k + 16), v, g1))
+        if w2:
+            vstore16(dWf, k + 32, vfma(vload16(dWf, k + 32), v, g2))
+        if w3:
+            vstore16(dWf, k + 48, vfma(vload16(dWf, k + 48), v, g3))
 
 
 @njit(inline="always")
