@@ -343,7 +343,7 @@ def run_eval(args) -> int:
 # Training
 # ----------------------------------------------------------------------------------------------
 #: What the from-scratch recipe changes in the official settings (see TRAIN_PRESETS)
-RECIPE = {"epochs": 50, "batch_size": 32, "lr": 1e-3, "schedule": "linear",
+RECIPE = {"epochs": 180, "batch_size": 32, "lr": 1e-3, "schedule": "linear",
           "readout": "ce_sum_softmax"}
 #: Training presets of ``spikesim train smnist|psmnist``. "official": the later official
 #: script's settings (200 epochs of 60 000 images on a GPU). "recipe": this project's recipe for
