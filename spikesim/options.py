@@ -63,6 +63,17 @@ def fraction(text: str) -> float:
     return _number(float, text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def mean_std(text: str) -> tuple:
+    """argparse type: "MEAN,STD" of a normal distribution, MEAN > 0 and STD >= 0 (a time
+    constant's initial values)."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"must be MEAN,STD (two numbers), got {text!r}")
+    mean = _number(float, parts[0], lambda v: v > 0, "MEAN,STD with a positive MEAN")
+    std = _number(float, parts[1], lambda v: v >= 0, "MEAN,STD with STD >= 0")
+    return (mean, std)
+
+
 # -- options shared by the train verbs -----------------------------------------------------------
 def add_run_args(parser, out_help: str = "folder for checkpoints, results and plots",
                  required: bool = True, seed: bool = True):

@@ -175,7 +175,9 @@ def test_train_psmnist_cli_stores_permutation_and_resumes(tmp_path):
     assert ck.epoch == 1
     perm = np.asarray(ck.extra["meta"]["perm"])
     np.testing.assert_array_equal(perm, smnist.permutation(7))
-    assert main(base + ["--epochs", "3", "--resume"]) == 0
+    # the recipe's linear decay spans --epochs: resuming with more epochs changes it, and says so
+    with pytest.warns(UserWarning, match=r"differ in \['schedule'\]"):
+        assert main(base + ["--epochs", "3", "--resume"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert [h["epoch"] for h in res["history"]] == [1, 2, 3]
     # resuming is exact: the same parameters as 3 epochs in one go
@@ -257,8 +259,12 @@ def test_presets_recipe_by_default_official_one_flag_away():
     s = smnist.preset_settings(_train_args(["--clip-norm", "2"]))
     assert s["clip_norm"] == 2.0
     assert smnist.preset_settings(_train_args(["--no-clip"]))["clip_norm"] is None
-    with pytest.raises(SystemExit):
-        _train_args(["--preset", "fast"])
+    assert rec["tau_adp"] == off["tau_adp"] == (200.0, 25.0)
+    assert smnist.preset_settings(_train_args(["--tau-adp", "700,25"]))["tau_adp"] == (700.0, 25.0)
+    for bad in (["--preset", "fast"], ["--tau-adp", "700"], ["--tau-adp", "-5,2"],
+                ["--tau-adp", "700,-1"], ["--tau-adp", "700,nan"]):
+        with pytest.raises(SystemExit):
+            _train_args(bad)
 
 
 def test_train_config_schedules():
@@ -276,15 +282,18 @@ def test_train_tests_the_validation_selected_model(tmp_path):
     assert main(["train", "smnist", "--data-dir", str(data), "--out", str(out), "--epochs", "3",
                  "--batch-size", "20", "--steps", "60", "--tbptt", "30", "--hidden", "8,8,8",
                  "--quiet", "--no-plots", "--lr", "5e-2", "--val-fraction", "0.3",
-                 "--per-step-limit", "5", "--readout", "ce_sum_softmax"]) == 0
+                 "--per-step-limit", "5", "--readout", "ce_sum_softmax", "--tau-adp", "650,0"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["select"] == "val" and res["settings"]["readout"] == "ce_sum_softmax"
+    assert res["settings"]["tau_adp"] == [650.0, 0.0]
     accs = [h["val_acc"] for h in res["history"]]
     assert res["tested_epoch"] == 1 + int(np.argmax(accs))     # first epoch of the best
     assert res["best_val_acc"] == max(accs)
     # the tested predictions are those of best.ckpt, not of the last epoch
     net, meta = smnist.load_model(out / "best.ckpt", dtype=np.float32)
     assert meta["preset"] == "recipe" and meta["dataset"] == "mnist"
+    # --tau-adp set the initial adaptation time constants (trained a few small steps since)
+    assert abs(float(np.mean(net.params["r1.tau_adp"])) - 650.0) < 10.0
     from spikesim.data.mnist import load_mnist
     img, lab = load_mnist(data, "test")
     ds = smnist._Crop(smnist.dataset_from_meta(img, lab, meta), 60)

@@ -49,6 +49,7 @@ from ..options import (
     add_dtype_arg,
     add_run_args,
     fraction,
+    mean_std,
     nonnegative_float,
     nonnegative_int,
     positive_float,
@@ -354,7 +355,7 @@ TRAIN_PRESETS = {
     "official": {"epochs": 200, "batch_size": 300, "lr": 8e-3, "optimizer": "adamax",
                  "schedule": "linear200", "clip_norm": None, "tbptt": 100, "tbptt_offset": 1,
                  "window": 4, "analog": False, "pixel_threshold": 0.1,
-                 "readout": "ce_sum_spike", "w_rec_init": "zeros"},
+                 "readout": "ce_sum_spike", "w_rec_init": "zeros", "tau_adp": (200.0, 25.0)},
 }
 TRAIN_PRESETS["recipe"] = {**TRAIN_PRESETS["official"], **RECIPE}
 #: ``--schedule`` choices: the learning-rate factor per epoch (``spikesim.train.optim``)
@@ -399,7 +400,9 @@ def preset_settings(args) -> dict:
 
 
 def _preset_help(key: str) -> str:
-    recipe, official = TRAIN_PRESETS["recipe"][key], TRAIN_PRESETS["official"][key]
+    def text(v):
+        return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else v
+    recipe, official = (text(TRAIN_PRESETS[p][key]) for p in ("recipe", "official"))
     if recipe == official:
         return f"default: {recipe}"
     return f"default: {recipe} (--preset official: {official})"
@@ -462,6 +465,9 @@ def add_train_args(parser, name="smnist"):
                              "membrane; " + _preset_help("readout"))
     parser.add_argument("--w-rec-init", default=None, choices=("zeros", "orthogonal"),
                         help="recurrent weight initialisation; " + _preset_help("w_rec_init"))
+    parser.add_argument("--tau-adp", type=mean_std, default=None, metavar="MEAN,STD",
+                        help="initial adaptation time constants ~ N(MEAN, STD) in steps (the "
+                             "2020 checkpoint's: 700,25); " + _preset_help("tau_adp"))
     add_dtype_arg(parser, "float32")
     add_device_arg(parser)
     parser.add_argument("--perm-seed", type=nonnegative_int, default=DEFAULT_PERM_SEED,
@@ -515,7 +521,7 @@ def run_train(args) -> int:
         train_set = _Crop(train_set, args.steps)
         val_set = _Crop(val_set, args.steps) if val_set is not None else None
     net = Network(nmi_config(k=st["window"], hidden=hidden, w_rec_init=st["w_rec_init"],
-                             readout=st["readout"]),
+                             readout=st["readout"], tau_adp=tuple(st["tau_adp"])),
                   seed=args.seed, dtype=np.dtype(args.dtype), backend=args.device)
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(st["epochs"], st["batch_size"], st["tbptt"], args.seed, st["lr"],
