@@ -253,6 +253,18 @@ def test_list_builder_by_cpu():
     assert list_builder("haswell", "avx2") == "bits" and list_builder("generic", "none") == "bits"
 
 
+def test_vector_code_by_cpu():
+    """The choices that shape the kernels' IR: an ARM CPU's are generic x86-64's (which
+    validation/arm_codegen.py relies on), AVX2 has a masked load, only AVX-512 cheap masks."""
+    from spikesim.backends.cpu.target import vector_code
+    arm, generic = vector_code("neoverse-n1", "neon"), vector_code("generic", "none")
+    assert arm == generic == {"list_builder": "bits", "cheap_masked": False, "masked_load": False}
+    assert vector_code("znver3", "avx2") == {"list_builder": "bits", "cheap_masked": False,
+                                             "masked_load": True}
+    assert vector_code("skylake-avx512", "avx512f") == {"list_builder": "vcompress",
+                                                        "cheap_masked": True, "masked_load": True}
+
+
 def test_training_with_progress_bars_starts_them_after_the_first_batch(tmp_path, capsys):
     from spikesim.train.trainer import ArrayDataset, TrainConfig, Trainer
     train, _ = synthetic.datasets(n_train=64, n_test=8)

@@ -24,6 +24,7 @@ from spikesim.backends.cpu.simd import (
     vfma,
     vload,
     vstore,
+    vstore16,
     vstore16_stream,
 )
 from spikesim.model.config import SurrogateConfig
@@ -73,6 +74,29 @@ def test_masked_load_and_store_touch_only_their_lanes(n, dtype):
     tail = np.zeros(k, dtype)
     _copy_lanes(a, 40 - k, k, tail, 0)
     np.testing.assert_array_equal(tail, a[40 - k:])
+
+
+@njit
+def _load_all_lanes(a, i, n, out):
+    vstore16(out, 0, vload(a, i, n))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [-3, 0, 1, 5, 15])
+def test_partial_load_zeroes_the_lanes_past_n(n, dtype):
+    """The lanes k >= n of a partial load are 0 whatever the array holds there (NaN here):
+    in the middle of an array (where targets without a masked load instruction load all 16
+    lanes and select the first n) and at its end (where the load stays masked)."""
+    k = max(n, 0)
+    a = np.full(40, np.nan, dtype)
+    a[3:3 + k] = np.arange(1, k + 1)
+    a[40 - k:] = np.arange(1, k + 1)
+    want = np.zeros(LANES, dtype)
+    want[:k] = np.arange(1, k + 1)
+    for i in (3, 40 - k):
+        out = np.full(LANES, -1.0, dtype)
+        _load_all_lanes(a, i, n, out)
+        np.testing.assert_array_equal(out, want, err_msg=f"load at {i}")
 
 
 @njit

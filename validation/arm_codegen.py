@@ -4,11 +4,16 @@ every kernel build for ARM, and what does LLVM make of its 16-lane vectors there
 No ARM machine is needed. The check runs a training step of the paper configurations
 (``validation.problems``, a few steps and a small batch) in this process with an empty kernel
 cache, so that Numba compiles every kernel those steps use, and keeps the LLVM IR of each as
-Numba generates it, before Numba optimises it for this host. It then sets that IR's target
-to AArch64, optimises it with LLVM's O3 pipeline for an ARM CPU (default ``neoverse-n1``,
-NEON: 128-bit vectors) and emits assembly, which is what Numba does on an ARM machine. The
+Numba generates it, before Numba optimises it for this host. The kernels' vector primitives
+choose their IR by the target (``target.vector_code``), so the process compiles for generic
+x86-64 (``NUMBA_CPU_NAME=generic``), whose choices are an ARM CPU's, and checks that they are.
+It then sets that IR's target to AArch64, optimises it with LLVM's O3 pipeline for an ARM
+CPU (default ``neoverse-n1``, NEON: 128-bit vectors) and emits assembly, which is what Numba
+does on an ARM machine. The
 same IR is also compiled for an x86-64 CPU (default ``znver3``, AVX2) by the same route, for
-comparison. Per spikesim function it reports the instructions, the vector instructions, the
+comparison (where the vector primitives choose differently, a real x86 CPU of that kind
+gets other IR: with AVX2, masked loads instead of full loads and a select).
+Per spikesim function it reports the instructions, the vector instructions, the
 single-lane loads and stores (a vector built or taken apart lane by lane) and the branches.
 
 The check fails (exit status 1) if any spikesim module does not compile for the ARM target,
@@ -214,6 +219,16 @@ def main(argv=None) -> int:
         ap.error("run as its own process (python -m validation.arm_codegen): the kernel "
                  "cache must be empty when Numba starts")
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="spikesim-arm-codegen-")
+    # The vector primitives choose their IR by the target (spikesim/backends/cpu/target.py):
+    # generate it with the choices of an ARM CPU, which are those of generic x86-64.
+    os.environ["NUMBA_CPU_NAME"] = "generic"
+    os.environ.pop("NUMBA_CPU_FEATURES", None)
+    from spikesim.backends.cpu.target import TARGET, vector_code
+    here, arm_code = vector_code(TARGET["cpu_name"], TARGET["vector"]), vector_code(args.arm_cpu,
+                                                                                 "neon")
+    if here != arm_code:
+        print(f"FAILED: the IR generated here ({here}) is not an ARM CPU's ({arm_code})")
+        return 1
     t0 = time.perf_counter()
     modules = capture_ir([p for p in args.problems.split(",") if p])
     t_capture = time.perf_counter() - t0

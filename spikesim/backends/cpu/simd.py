@@ -7,8 +7,9 @@ the vectorised loop's set-up per entry. With a vector value that lives in a regi
 sums all its entries into up to four registers (64 lanes) and stores them once.
 
 - ``Vec16``: the Numba type of 16 lanes of float32 or float64 (an LLVM <16 x float|double>).
-- ``vload(a, i, n)``: lanes k < n hold a[i + k], the others 0 (a masked load: nothing past
-  a[i + n - 1] is touched, so rows of any length work).
+- ``vload(a, i, n)``: lanes k < n hold a[i + k], the others 0 (a masked load, or where the
+  target has none a plain load of 16 lanes inside the array and a select: nothing past the
+  array's end is touched, so rows of any length work; ``MASKED_LOAD_INSTRUCTION``).
 - ``vstore(a, i, n, v)``: a[i + k] = v[k] for k < n (a masked store with AVX-512; elsewhere
   a plain store of a full vector or a copy of the first n lanes; ``vload`` loads a full
   vector plainly: ``CHEAP_MASKED``).
@@ -47,7 +48,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 from ...model.primitives import exp32, fexp, select_gt, where_gt
-from .target import LIST_BUILDER, VECTOR
+from .target import CODE, LIST_BUILDER
 
 LANES = 16
 _i32 = ir.IntType(32)
@@ -108,7 +109,13 @@ def _masked(builder, op, vty, ptr):
 #: ``vstore`` move a full vector with a plain load or store, a partial load stays masked and a
 #: partial store goes through a copy on the stack: a 36-wide row loop (16 + 16 + 4 lanes)
 #: took 0.68 ms instead of 3.8 ms with AVX2 code on the Zen 4 (AVX-512 masked: 0.56 ms).
-CHEAP_MASKED = VECTOR == "avx512f"
+CHEAP_MASKED = CODE["cheap_masked"]
+#: whether the target has a masked load instruction at all (AVX2: vmaskmovps/pd). NEON and
+#: x86-64 without AVX have none: LLVM expands a masked load into a test, a branch and a
+#: single-lane load per lane (validation/arm_codegen.py counts them). There a partial
+#: ``vload`` whose 16 lanes lie inside the array loads them plainly and zeroes the lanes
+#: k >= n with a select; only a load that would run past the array's end stays masked.
+MASKED_LOAD_INSTRUCTION = CODE["masked_load"]
 
 
 @intrinsic
@@ -132,11 +139,30 @@ def vload(typingctx, a, i, n):
             with full:
                 builder.store(builder.load(ptr, align=size), tmp)
             with part:          # lanes k < n from a, the others 0
-                builder.store(builder.call(_masked(builder, "load", vty, ptr),
-                                           [ptr, ir.Constant(_i32, size), _first(builder, n),
-                                            ir.Constant(vty, None)]), tmp)
+                _partial_load(context, builder, sig.args[0], args[0], args[1], n, ptr, vty,
+                              size, tmp)
         return builder.load(tmp)
     return vt(a, types.intp, types.intp), codegen
+
+
+def _partial_load(context, builder, aty, arr, i, n, ptr, vty, size, tmp):
+    """tmp = lanes k < n of a[i:], the others 0 (0 < n < 16 is not required)."""
+    def masked():
+        return builder.call(_masked(builder, "load", vty, ptr),
+                            [ptr, ir.Constant(_i32, size), _first(builder, n),
+                             ir.Constant(vty, None)])
+    if MASKED_LOAD_INSTRUCTION:
+        builder.store(masked(), tmp)
+        return
+    nitems = context.make_array(aty)(context, builder, arr).nitems
+    room = builder.icmp_signed("<=", builder.add(i, ir.Constant(i.type, LANES)), nitems)
+    with builder.if_else(room) as (inside, at_end):
+        with inside:        # all 16 lanes are a's: load them, keep the first n
+            full = builder.load(ptr, align=size)
+            builder.store(builder.select(_first(builder, n), full, ir.Constant(vty, None)),
+                          tmp)
+        with at_end:
+            builder.store(masked(), tmp)
 
 
 def _count(builder, n):

@@ -52,7 +52,19 @@ def list_builder(cpu_name: str, vector: str | None) -> str:
     return "bits"
 
 
+def vector_code(cpu_name: str, vector: str | None) -> dict:
+    """Every choice the vector primitives (``simd.py``) make by the target, so that two targets
+    with equal choices get the same LLVM IR from Numba: ``list_builder``; ``cheap_masked``,
+    whether masked loads and stores are single cheap instructions (AVX-512's k-masks);
+    ``masked_load``, whether the CPU has a masked load instruction at all (AVX-512, AVX2; not
+    NEON, not x86-64 without AVX)."""
+    return {"list_builder": list_builder(cpu_name, vector),
+            "cheap_masked": vector == "avx512f",
+            "masked_load": vector in ("avx512f", "avx2")}
+
+
 #: this process's kernel target (read once: Numba's cache keys its compiled code by the same
 #: CPU name and features, so a cached kernel always matches it)
 TARGET = kernel_target()
 VECTOR, LIST_BUILDER = TARGET["vector"], TARGET["list_builder"]
+CODE = vector_code(TARGET["cpu_name"], VECTOR)
