@@ -157,7 +157,9 @@ def _partial_load(context, builder, aty, arr, i, n, ptr, vty, size, tmp):
     nitems = context.make_array(aty)(context, builder, arr).nitems
     room = builder.icmp_signed("<=", builder.add(i, ir.Constant(i.type, LANES)), nitems)
     with builder.if_else(room) as (inside, at_end):
-        with inside:        # all 16 lanes are a's: load them, keep the first n
+        # all 16 lanes are a's: load them, keep the first n. Lanes k >= n may belong to
+        # another thread's rows and be written meanwhile; their values are never used.
+        with inside:
             full = builder.load(ptr, align=size)
             builder.store(builder.select(_first(builder, n), full, ir.Constant(vty, None)),
                           tmp)
