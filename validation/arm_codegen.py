@@ -130,24 +130,24 @@ def compile_modules(modules: list, triple: str, cpu: str) -> dict:
     return {"asm": asm, "failed": failed, "skipped": skipped}
 
 
-def emits(modules: list, triple: str, cpu: str) -> str:
-    """A subprocess-safe probe of one compile: LLVM aborts the process (it does not raise)
-    when it cannot select an instruction, such as an x86 intrinsic on ARM. Runs
-    :func:`compile_modules` in a child process; returns "" on success, else the reason."""
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        pickle.dump((modules, triple, cpu), f)
-    code = ("import pickle, sys; from validation.arm_codegen import compile_modules; "
-            f"m, t, c = pickle.load(open({f.name!r}, 'rb')); r = compile_modules(m, t, c); "
-            "print('FAILED' if r['failed'] else 'OK', r['failed'])")
-    try:
+def compile_in_child(modules: list, triple: str, cpu: str) -> dict:
+    """:func:`compile_modules` in a child process, whose result comes back through a file:
+    LLVM aborts the process (it does not raise) when it cannot select an instruction, such
+    as an x86 intrinsic on ARM. Returns compile_modules' dict; a child that dies fails with
+    the last line it printed."""
+    with tempfile.TemporaryDirectory(prefix="spikesim-arm-codegen-") as tmp:
+        job, result = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
+        job.write_bytes(pickle.dumps((modules, triple, cpu)))
+        code = ("import pickle, sys; from validation.arm_codegen import compile_modules; "
+                f"m, t, c = pickle.load(open({str(job)!r}, 'rb')); "
+                f"pickle.dump(compile_modules(m, t, c), open({str(result)!r}, 'wb'))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parents[1], timeout=900)
-    finally:
-        os.unlink(f.name)
-    if out.returncode == 0 and out.stdout.startswith("OK"):
-        return ""
-    return (out.stdout + out.stderr).strip().splitlines()[-1] if (out.stdout + out.stderr) \
-        else f"exit status {out.returncode}"
+        if out.returncode == 0 and result.exists():
+            return pickle.loads(result.read_bytes())
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    why = lines[-1] if lines else f"exit status {out.returncode}"
+    return {"asm": "", "failed": [("(compile)", why)], "skipped": []}
 
 
 def function_stats(asm: str) -> dict:
@@ -233,9 +233,7 @@ def main(argv=None) -> int:
     modules = capture_ir([p for p in args.problems.split(",") if p])
     t_capture = time.perf_counter() - t0
     x86 = compile_modules(modules, X86_TRIPLE, args.x86_cpu)
-    why = emits(modules, ARM_TRIPLE, args.arm_cpu)       # LLVM may abort: try in a child
-    arm = compile_modules(modules, ARM_TRIPLE, args.arm_cpu) if not why else \
-        {"asm": "", "failed": [("(compile)", why)], "skipped": []}
+    arm = compile_in_child(modules, ARM_TRIPLE, args.arm_cpu)    # LLVM may abort on ARM
     arm_stats, x86_stats = function_stats(arm["asm"]), function_stats(x86["asm"])
     missing = sorted(n for n in {readable(n) for n in x86_stats} - {readable(n) for n in arm_stats}
                      if n.rsplit(".", 1)[-1] not in X86_ONLY)
