@@ -180,6 +180,8 @@ def test_train_psmnist_cli_stores_permutation_and_resumes(tmp_path):
         assert main(base + ["--epochs", "3", "--resume"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert [h["epoch"] for h in res["history"]] == [1, 2, 3]
+    # the training time covers both legs, not only the resumed one
+    assert res["train_seconds"] == pytest.approx(sum(h["seconds"] for h in res["history"]))
     # resuming is exact: the same parameters as 3 epochs in one go
     straight = tmp_path / "straight"
     assert main([a if a != str(out) else str(straight) for a in base] + ["--epochs", "3"]) == 0

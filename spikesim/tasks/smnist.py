@@ -533,7 +533,9 @@ def run_train(args) -> int:
               f"batch {trainer.batch_index}")
     t0 = time.time()
     history = trainer.fit()
-    train_s = time.time() - t0
+    wall_this_run = time.time() - t0
+    # every leg of a resumed run: the epochs' own seconds, as the other tasks report
+    train_s = float(sum(h.get("seconds", 0.0) for h in history))
     for h in history:
         if args.quiet:
             print(f"{task}: epoch {h['epoch']} train_loss {h['train_loss']:.4f} "
@@ -565,7 +567,7 @@ def run_train(args) -> int:
               "epochs": trainer.epoch, "settings": st,
               "n_train": len(train_set), "n_val": 0 if val_set is None else len(val_set),
               "test_firing_rates": res["firing_rates"], "train_seconds": train_s,
-              "test_seconds": test_s, "history": history,
+              "wall_seconds_this_run": wall_this_run, "test_seconds": test_s, "history": history,
               "meta": {k: v for k, v in meta.items() if k != "perm"},
               "train_config": cfg.to_dict(), "network": net.config.to_dict(),
               "per_step_accuracy_n": n_ps,
