@@ -39,6 +39,12 @@ def test_table_from_run_folders(tmp_path, capsys):
     assert "| b | (reached epoch 1) |" in out
 
 
+def test_pauses_count_at_the_median():
+    hist = [{"seconds": s} for s in (10.0, 12.0, 900.0, 11.0)]
+    assert compare_runs.epoch_seconds(hist) == [10.0, 12.0, 900.0, 11.0]
+    assert compare_runs.epoch_seconds(hist, pauses_over=100) == [10.0, 12.0, 11.0, 11.0]
+
+
 @pytest.mark.parametrize("argv", [["--at", "0"], ["--at", "x"], ["--at", "3", "--window", "0"],
                                   []])
 def test_bad_arguments_are_refused(tmp_path, argv):

@@ -62,6 +62,17 @@ def print_table(histories: dict, epochs: list[int], window: int = 5) -> None:
                   f"| {100 * r['val_best']:.1f} | {100 * r['train']:.1f} |")
 
 
+def epoch_seconds(history: list[dict], pauses_over: float | None = None) -> list[float]:
+    """The epochs' own seconds; with ``pauses_over``, an epoch that took longer (a run paused
+    or stopped between sessions inside it) counts as the median of the run's other epochs."""
+    seconds = [e["seconds"] for e in history]
+    if not pauses_over:
+        return seconds
+    normal = sorted(s for s in seconds if s <= pauses_over)
+    median = normal[len(normal) // 2] if normal else pauses_over
+    return [s if s <= pauses_over else median for s in seconds]
+
+
 def parse_epochs(text: str) -> list[int]:
     try:
         epochs = [int(x) for x in text.split(",") if x.strip()]
@@ -81,6 +92,9 @@ def main(argv=None) -> Path | None:
                         help="print the runs at these epochs as a Markdown table")
     parser.add_argument("--window", type=int, default=5,
                         help="epochs averaged in the table's mean column (default: 5)")
+    parser.add_argument("--pauses-over", type=float, default=None, metavar="SECONDS",
+                        help="on the time axis, count an epoch longer than this (one that "
+                             "holds a pause) at its run's median epoch time")
     args = parser.parse_args(argv)
     if args.out is None and args.at is None:
         parser.error("give --out (a plot), --at (a table) or both")
@@ -101,8 +115,8 @@ def main(argv=None) -> Path | None:
         colour = f"C{k}"
         epochs = [e["epoch"] for e in hist]
         hours, total = [], 0.0
-        for e in hist:
-            total += e["seconds"]
+        for seconds in epoch_seconds(hist, args.pauses_over):
+            total += seconds
             hours.append(total / 3600)
         val = [100 * e["val_acc"] for e in hist]
         train = [100 * e["train_acc"] for e in hist]
@@ -110,7 +124,9 @@ def main(argv=None) -> Path | None:
             ax.plot(x, val, color=colour, label=f"{name}: validation")
             ax.plot(x, train, color=colour, ls=":", lw=1, label=f"{name}: training")
     axes[0].set_xlabel("epoch")
-    axes[1].set_xlabel("training time (h, epochs' own seconds)")
+    axes[1].set_xlabel("training time (h, epochs' own seconds"
+                       + (f"; any over {args.pauses_over:g} s as the median)"
+                          if args.pauses_over else ")"))
     axes[0].set_ylabel("accuracy (%)")
     for ax in axes:
         ax.grid(alpha=0.3)
