@@ -138,7 +138,7 @@ def compile_in_child(modules: list, triple: str, cpu: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="spikesim-arm-codegen-") as tmp:
         job, result = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
         job.write_bytes(pickle.dumps((modules, triple, cpu)))
-        code = ("import pickle, sys; from validation.arm_codegen import compile_modules; "
+        code = ("import pickle; from validation.arm_codegen import compile_modules; "
                 f"m, t, c = pickle.load(open({str(job)!r}, 'rb')); "
                 f"pickle.dump(compile_modules(m, t, c), open({str(result)!r}, 'wb'))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -58,7 +58,7 @@ from ..options import (
 )
 from ..train import manifest
 from ..train.evaluate import evaluate
-from ..train.trainer import ArrayDataset, TrainConfig
+from ..train.trainer import ArrayDataset, TrainConfig, training_seconds
 
 T_STEPS = 1301
 CLASS_NAMES = ("P", "PQ", "QR", "RS", "ST", "TP")
@@ -476,7 +476,7 @@ def run_train(args) -> int:
         "best_epoch_train_acc": best_rec.get("train_acc"),
         "epochs": len(history), "final_val_acc": last_rec.get("val_acc"),
         "final_train_acc": last_rec.get("train_acc"),
-        "train_seconds": float(sum(h.get("seconds", 0.0) for h in history)),
+        "train_seconds": training_seconds(history),
         "wall_seconds_this_run": wall, "resumed": bool(resumed),
         "firing_rates": res["firing_rates"], "seed": args.seed, "b_j0": args.b_j0,
         "dtype": str(dtype), "init_state": tcfg.init_state, "n_train": len(train_set),

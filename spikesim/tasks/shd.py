@@ -45,6 +45,7 @@ from ..options import (
 )
 from ..train import manifest
 from ..train.evaluate import evaluate
+from ..train.trainer import training_seconds
 
 START = 11                      # the readout sums softmax(u_t) over t > 10
 DATASETS = ("shd", "ssc")
@@ -413,7 +414,7 @@ def run_train(args) -> int:
                        backend=args.device)
     res = evaluate_dataset(best_net, test, tcfg.init_state, args.seed + 7, 250,
                            np.unique(train_ev.speakers), keep_sample=0, val_speakers=held)
-    train_s = float(sum(h.get("seconds", 0.0) for h in history))
+    train_s = training_seconds(history)
     results = {
         "task": args.dataset, "test_accuracy": res["accuracy"],
         "test_accuracy_seen_speakers": res.get("accuracy_seen_speakers"),

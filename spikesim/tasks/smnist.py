@@ -57,7 +57,7 @@ from ..options import (
 )
 from ..train import manifest
 from ..train.evaluate import evaluate
-from ..train.trainer import TrainConfig
+from ..train.trainer import TrainConfig, training_seconds
 
 N_PIXELS = 784
 DEFAULT_PERM_SEED = 1234
@@ -534,8 +534,7 @@ def run_train(args) -> int:
     t0 = time.time()
     history = trainer.fit()
     wall_this_run = time.time() - t0
-    # every leg of a resumed run: the epochs' own seconds, as the other tasks report
-    train_s = float(sum(h.get("seconds", 0.0) for h in history))
+    train_s = training_seconds(history)
     for h in history:
         if args.quiet:
             print(f"{task}: epoch {h['epoch']} train_loss {h['train_loss']:.4f} "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..model.config import LayerConfig, LossConfig, NetworkConfig
 from ..options import add_device_arg, add_run_args, positive_float, positive_int
-from ..train.trainer import ArrayDataset, TrainConfig
+from ..train.trainer import ArrayDataset, TrainConfig, training_seconds
 
 N_CLASSES, N_IN, T, READ_FROM = 4, 16, 60, 40
 
@@ -75,7 +75,7 @@ def run_train(args) -> int:
                "best_val_acc": float(trainer.best_val), "epochs": len(history),
                "model_selection": "last epoch", "seed": args.seed, "lr": args.lr,
                "batch_size": args.batch_size, "hidden": args.hidden,
-               "train_seconds": float(sum(h.get("seconds", 0.0) for h in history)),
+               "train_seconds": training_seconds(history),
                "wall_seconds_this_run": time.time() - t0}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"spikesim train demo: test accuracy {res['accuracy'] * 100:.2f} %, best validation "

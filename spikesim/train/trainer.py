@@ -27,7 +27,7 @@ from .evaluate import evaluate
 from .optim import Optimizer, make_schedule
 
 __all__ = ["TrainConfig", "ArrayDataset", "tbptt_chunks", "train_step", "evaluate", "Trainer",
-           "EPOCH_HOOKS", "StopTraining", "load_trained"]
+           "EPOCH_HOOKS", "StopTraining", "load_trained", "training_seconds"]
 
 #: functions called with each finished epoch's history record, after its checkpoints are
 #: written (a sweep reports validation accuracy to its search through this). A hook may raise
@@ -364,6 +364,12 @@ class Trainer:
         tmp = self.out_dir / "history.json.tmp"
         tmp.write_text(json.dumps(self.history, indent=1))
         os.replace(tmp, self.out_dir / "history.json")
+
+
+def training_seconds(history: list) -> float:
+    """The training time of a run: the sum of its epochs' own seconds, so that every leg of a
+    resumed run counts (the wall time of one process would count only the last)."""
+    return float(sum(h.get("seconds", 0.0) for h in history))
 
 
 def _frozen(net: Network):
