@@ -344,8 +344,8 @@ def run_eval(args) -> int:
 # Training
 # ----------------------------------------------------------------------------------------------
 #: What the from-scratch recipe changes in the official settings (see TRAIN_PRESETS)
-RECIPE = {"epochs": 180, "batch_size": 32, "lr": 1e-3, "schedule": "linear",
-          "readout": "ce_sum_softmax"}
+RECIPE = {"epochs": 180, "batch_size": 32, "lr": 3e-3, "schedule": "linear",
+          "readout": "ce_sum_softmax", "tau_adp": (700.0, 25.0)}
 #: Training presets of ``spikesim train smnist|psmnist``. "official": the later official
 #: script's settings (200 epochs of 60 000 images on a GPU). "recipe": this project's recipe for
 #: training from scratch on the 5 000-image subset on a CPU, found by the probes recorded in
