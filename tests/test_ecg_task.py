@@ -222,7 +222,8 @@ def test_train_on_all_sequences_selects_on_training_accuracy(tmp_path):
     assert not (out / "best.ckpt").exists()
     tcfg = json.loads((out / "config.json").read_text())["train"]
     assert tcfg["epochs"] == 3 and tcfg["tau_min"] == 1.0
-    assert main(common + ["--epochs", "3", "--resume", "--select", "last"]) == 0
+    with pytest.warns(UserWarning, match=r"task settings differ in \['select'\]"):
+        assert main(common + ["--epochs", "3", "--resume", "--select", "last"]) == 0
     r = json.loads((out / "results.json").read_text())
     assert r["select"] == "last" and r["best_epoch"] == 3 and r["epochs"] == 3
     assert main(common + ["--epochs", "3", "--select", "val"]) == 2     # no validation split

@@ -54,6 +54,25 @@ def test_dataset_encoding_and_permutation():
     assert rb.get(np.array([0]))[0].shape == (1, 784, 80)
 
 
+def test_dataset_shifts_before_permuting_and_only_with_a_generator():
+    from spikesim.data.augment import random_shift
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    perm = smnist.permutation(3)
+    plain = smnist.SMNISTDataset(img, np.arange(6), k=4, perm=perm)
+    ds = smnist.SMNISTDataset(img, np.arange(6), k=4, perm=perm, shift=2)
+    assert ds.augments and not plain.augments
+    idx = np.array([1, 4, 5])
+    np.testing.assert_array_equal(ds.get(idx)[0], plain.get(idx)[0])   # no generator: no shift
+    x, y = ds.get(idx, np.random.default_rng(9))
+    moved = random_shift(img[idx], 2, np.random.default_rng(9))
+    np.testing.assert_array_equal(x, plain.encode(moved))    # shifted, then permuted, encoded
+    np.testing.assert_array_equal(y, idx)
+    assert not np.array_equal(x, plain.get(idx)[0])
+    with pytest.raises(ValueError, match="max_shift"):
+        smnist.SMNISTDataset(img, np.arange(6), shift=-1)
+
+
 def test_dataset_keeps_a_float64_networks_precision():
     """A float64 network gets float64 inputs: analog windows and RBF fields are not rounded
     to float32 on the way (and the tasks build their datasets in the network's dtype)."""
@@ -211,6 +230,29 @@ def test_train_psmnist_cli_stores_permutation_and_resumes(tmp_path):
     assert not np.array_equal(unperm["logits"], direct["logits"])
 
 
+def test_train_with_shifts_resumes_exactly_and_names_changed_settings(tmp_path):
+    data = _fake_mnist(tmp_path / "data")
+    out, straight, plain = tmp_path / "run", tmp_path / "straight", tmp_path / "plain"
+    base = ["train", "smnist", "--data-dir", str(data), "--batch-size", "20", "--steps", "120",
+            "--tbptt", "40", "--hidden", "12,16,16", "--quiet", "--no-plots", "--lr", "2e-2",
+            "--val-fraction", "0.2", "--per-step-limit", "10", "--schedule", "constant"]
+    shift = ["--augment-shift", "2"]
+    assert main(base + ["--out", str(out), "--epochs", "1"] + shift) == 0
+    assert load_checkpoint(out / "last.ckpt").extra["meta"]["augment_shift"] == 2
+    assert main(base + ["--out", str(out), "--epochs", "2", "--resume"] + shift) == 0
+    assert main(base + ["--out", str(straight), "--epochs", "2"] + shift) == 0
+    assert main(base + ["--out", str(plain), "--epochs", "2"]) == 0
+    a, b, c = (load_checkpoint(d / "last.ckpt") for d in (out, straight, plain))
+    for k in a.params:          # the shifts are a function of (seed, epoch, batch): exact resume
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    assert any(not np.array_equal(a.params[k], c.params[k]) for k in a.params)
+    assert "augment_shift" not in c.extra["meta"]   # no shifts: the data settings of older runs
+    assert json.loads((out / "results.json").read_text())["settings"]["augment_shift"] == 2
+    # resuming without the shifts continues another way, and says so
+    with pytest.warns(UserWarning, match=r"task settings differ in \['augment_shift'\]"):
+        assert main(base + ["--out", str(out), "--epochs", "3", "--resume"]) == 0
+
+
 def test_short_training_loss_falls():
     from spikesim.network import Network
     from spikesim.train.trainer import ArrayDataset, Trainer
@@ -264,9 +306,11 @@ def test_presets_recipe_by_default_official_one_flag_away():
     assert s["clip_norm"] == 2.0
     assert smnist.preset_settings(_train_args(["--no-clip"]))["clip_norm"] is None
     assert off["tau_adp"] == (200.0, 25.0)
+    assert rec["augment_shift"] == off["augment_shift"] == 0
+    assert smnist.preset_settings(_train_args(["--augment-shift", "2"]))["augment_shift"] == 2
     assert smnist.preset_settings(_train_args(["--tau-adp", "200,25"]))["tau_adp"] == (200.0, 25.0)
     for bad in (["--preset", "fast"], ["--tau-adp", "700"], ["--tau-adp", "-5,2"],
-                ["--tau-adp", "700,-1"], ["--tau-adp", "700,nan"]):
+                ["--tau-adp", "700,-1"], ["--tau-adp", "700,nan"], ["--augment-shift", "-1"]):
         with pytest.raises(SystemExit):
             _train_args(bad)
 

@@ -94,6 +94,21 @@ def test_resume_refuses_a_different_network(tmp_path):
         t.resume()
 
 
+def test_resume_names_changed_data_settings(tmp_path):
+    n1, t1 = make(tmp_path, epochs=1)
+    t1.meta = {"window": 4}
+    t1.fit()
+    n2, t2 = make(tmp_path, epochs=2)
+    t2.meta = {"window": 8}
+    with pytest.warns(UserWarning, match=r"task settings differ in \['window'\]"):
+        assert t2.resume()
+    import warnings
+    t2.meta = {"window": 4}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert t2.resume()
+
+
 def test_bad_train_config():
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)

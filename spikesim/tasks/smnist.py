@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.augment import random_shift
 from ..data.encoders import apply_permutation, permutation, rbf_encode, sliding_window
 from ..data.mnist import FASHION_MNIST_DIR
 from ..model.presets import SMNIST_N_CLASSES as N_CLASSES  # noqa: F401  (the task's names)
@@ -94,11 +95,15 @@ class SMNISTDataset:
     ``perm`` (784 ints) reorders the pixels first (PS-MNIST). ``encoding``: "window" (sliding
     window of ``k`` pixels, stride ``stride``, ``scale`` "analog" (/255) or "binary" (pixels/255
     > ``pixel_threshold``)) or "rbf" (``k`` Gaussian fields per pixel).
+
+    ``shift`` > 0 makes a training set that augments (``augments``): ``get(idx, rng)`` moves
+    each image by up to ``shift`` pixels in each direction (:func:`random_shift`, drawn with
+    ``rng``) before the permutation and the encoding. Without ``rng`` it never shifts.
     """
 
     def __init__(self, images, labels, k: int = 4, stride: int = 1, scale: str = "binary",
                  pixel_threshold: float = 0.1, perm=None, encoding: str = "window",
-                 dtype=np.float32):
+                 dtype=np.float32, shift: int = 0):
         images = np.asarray(images)
         self.images = images.reshape(len(images), -1)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -113,6 +118,14 @@ class SMNISTDataset:
         self.perm = None if perm is None else np.asarray(perm, dtype=np.int64)
         if self.perm is not None:
             apply_permutation(self.images[:1], self.perm)       # validates
+        random_shift(self.images[:1], shift, np.random.default_rng(0))   # validates
+        self.shift = int(shift)
+
+    @property
+    def augments(self) -> bool:
+        """Whether ``get`` takes a generator for random shifts (the Trainer then passes one
+        drawn from the seed, the epoch and the batch, so that a resumed run is exact)."""
+        return self.shift > 0
 
     def __len__(self):
         return len(self.images)
@@ -125,9 +138,12 @@ class SMNISTDataset:
         return sliding_window(images, self.k, self.stride, scale=self.scale,
                               threshold=self.pixel_threshold, time_major=False, dtype=self.dtype)
 
-    def get(self, idx):
+    def get(self, idx, rng: np.random.Generator | None = None):
         idx = np.asarray(idx)
-        return self.encode(self.images[idx]), self.labels[idx]
+        images = self.images[idx]
+        if rng is not None:
+            images = random_shift(images, self.shift, rng)
+        return self.encode(images), self.labels[idx]
 
 
 def split_train_val(images, labels, val_fraction: float = 0.1, seed: int = 0):
@@ -201,15 +217,16 @@ def load_model(path, dtype=np.float64):
     return net, meta
 
 
-def dataset_from_meta(images, labels, meta, dtype=np.float32) -> SMNISTDataset:
+def dataset_from_meta(images, labels, meta, dtype=np.float32, shift: int = 0) -> SMNISTDataset:
     """The dataset a checkpoint's ``meta`` describes (older checkpoints store the pixel
-    threshold as "threshold"), encoding into ``dtype`` (the network's)."""
+    threshold as "threshold"), encoding into ``dtype`` (the network's); ``shift``: see
+    :class:`SMNISTDataset` (training sets only)."""
     perm = meta.get("perm")
     return SMNISTDataset(images, labels, k=meta.get("window", 4), stride=meta.get("stride", 1),
                          scale=meta.get("scale", "binary"),
                          pixel_threshold=meta.get("pixel_threshold", meta.get("threshold", 0.1)),
                          perm=None if perm is None else np.asarray(perm, dtype=np.int64),
-                         encoding=meta.get("encoding", "window"), dtype=dtype)
+                         encoding=meta.get("encoding", "window"), dtype=dtype, shift=shift)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,7 +372,8 @@ TRAIN_PRESETS = {
     "official": {"epochs": 200, "batch_size": 300, "lr": 8e-3, "optimizer": "adamax",
                  "schedule": "linear200", "clip_norm": None, "tbptt": 100, "tbptt_offset": 1,
                  "window": 4, "analog": False, "pixel_threshold": 0.1,
-                 "readout": "ce_sum_spike", "w_rec_init": "zeros", "tau_adp": (200.0, 25.0)},
+                 "readout": "ce_sum_spike", "w_rec_init": "zeros", "tau_adp": (200.0, 25.0),
+                 "augment_shift": 0},
 }
 TRAIN_PRESETS["recipe"] = {**TRAIN_PRESETS["official"], **RECIPE}
 #: ``--schedule`` choices: the learning-rate factor per epoch (``spikesim.train.optim``)
@@ -468,6 +486,10 @@ def add_train_args(parser, name="smnist"):
     parser.add_argument("--tau-adp", type=mean_std, default=None, metavar="MEAN,STD",
                         help="initial adaptation time constants ~ N(MEAN, STD) in steps (the "
                              "2020 checkpoint's: 700,25); " + _preset_help("tau_adp"))
+    parser.add_argument("--augment-shift", type=nonnegative_int, default=None, metavar="PIXELS",
+                        help="move each training image by a random whole number of pixels, up "
+                             "to this many in each direction, every time it is drawn (0: no "
+                             "augmentation); " + _preset_help("augment_shift"))
     add_dtype_arg(parser, "float32")
     add_device_arg(parser)
     parser.add_argument("--perm-seed", type=nonnegative_int, default=DEFAULT_PERM_SEED,
@@ -489,8 +511,12 @@ class _Crop:
     def __len__(self):
         return len(self.ds)
 
-    def get(self, idx):
-        x, y = self.ds.get(idx)
+    @property
+    def augments(self) -> bool:
+        return getattr(self.ds, "augments", False)
+
+    def get(self, idx, rng=None):
+        x, y = self.ds.get(idx) if rng is None else self.ds.get(idx, rng)
         return x[:, :self.steps], y
 
 
@@ -511,10 +537,12 @@ def run_train(args) -> int:
             "perm_seed": args.perm_seed if perm is not None else None,
             "perm": perm.tolist() if perm is not None else None, "encoding": "window",
             "steps": args.steps, "sum_from": 1}
+    if st["augment_shift"]:         # absent: none (so that older runs resume unchanged)
+        meta["augment_shift"] = st["augment_shift"]
     images, labels = _images(args.dataset, args.data_dir, "train", args.train_limit, args.seed)
     (tri, trl), (vai, val) = split_train_val(images, labels, args.val_fraction, args.seed)
     dtype = np.dtype(args.dtype)
-    train_set = dataset_from_meta(tri, trl, meta, dtype)
+    train_set = dataset_from_meta(tri, trl, meta, dtype, shift=st["augment_shift"])
     val_set = dataset_from_meta(vai, val, meta, dtype) if len(val) else None
     select = args.select or ("val" if val_set is not None else "last")
     if args.steps:

@@ -170,6 +170,10 @@ class Trainer:
     ``history.json``. A killed run resumes from ``last.ckpt`` at the batch where it stopped:
     the batch order of each epoch is a function of (seed, epoch) alone. Each batch starts from
     the preset ``cfg.init_state``, its random numbers a function of (seed, epoch, batch index).
+    A training set whose ``augments`` is true gets a generator of (seed, epoch, batch index) as
+    the second argument of ``get`` too. ``meta`` (the task's own settings: data encoding,
+    augmentation, model selection) is stored in the checkpoints; resuming with other training
+    or task settings warns and names them.
     """
 
     def __init__(self, net: Network, cfg: TrainConfig, train_set, val_set=None, out_dir=None,
@@ -215,6 +219,12 @@ class Trainer:
         # JSON has no tuples: compare both sides in their JSON form
         if ck.config.get("network") != json.loads(json.dumps(self.net.config.to_dict())):
             raise ValueError(f"{path}: checkpoint network config differs from this run's")
+        stored_meta, meta = ck.extra.get("meta"), json.loads(json.dumps(self.meta))
+        if stored_meta is not None and stored_meta != meta:
+            keys = sorted(k for k in set(stored_meta) | set(meta)
+                          if stored_meta.get(k) != meta.get(k))
+            warnings.warn(f"{path}: resuming a run whose task settings differ in {keys}; the "
+                          "run continues with this run's", stacklevel=2)
         for k, v in ck.params.items():
             self.net.params[k][...] = v
         self.opt.load_state_dict(ck.optimizer_state)
@@ -301,7 +311,11 @@ class Trainer:
                 while self.batch_index < nb:
                     i = self.batch_index
                     idx = np.sort(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])
-                    x, y = self.train_set.get(idx)
+                    if getattr(self.train_set, "augments", False):
+                        # random augmentation drawn from (seed, epoch, batch): exact on resume
+                        x, y = self.train_set.get(idx, np.random.default_rng([cfg.seed, e, i, 2]))
+                    else:
+                        x, y = self.train_set.get(idx)
                     st, carry = preset_state(self.net.config, cfg.init_state, len(idx),
                                              self.net.dtype,
                                              np.random.default_rng([cfg.seed, e, i, 1]))
