@@ -14,7 +14,9 @@ from pathlib import Path
 from .trial import read_status
 
 
-def _stats(xs) -> dict:
+def seed_stats(xs) -> dict:
+    """Mean, standard deviation (n - 1; 0 for one value), minimum, maximum and count of the
+    values that are not None."""
     xs = [x for x in xs if x is not None]
     if not xs:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
@@ -40,8 +42,8 @@ def summarise(trials: list) -> list:
     for name, ts in configs.items():
         done = sorted((t for t in ts if t["status"] == "done"), key=lambda t: t["seed"])
         rows.append({"config": name, "params": ts[0]["params"],
-                     "val_acc": _stats([t.get("val_acc") for t in done]),
-                     "test_acc": _stats([t.get("test_acc") for t in done]),
+                     "val_acc": seed_stats([t.get("val_acc") for t in done]),
+                     "test_acc": seed_stats([t.get("test_acc") for t in done]),
                      "seeds": [t["seed"] for t in done],
                      "val_acc_per_seed": [t.get("val_acc") for t in done],
                      "test_acc_per_seed": [t.get("test_acc") for t in done],

@@ -1,0 +1,59 @@
+"""experiments/smnist/seed_table.py: runs grouped by settings, seeds as mean +- std."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spikesim.tasks.smnist import TRAIN_PRESETS
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("seed_table",
+                                              ROOT / "experiments" / "smnist" / "seed_table.py")
+seed_table = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(seed_table)
+
+
+def _run(folder: Path, task="smnist", seed=0, test=0.9, val=0.92, **settings):
+    st = json.loads(json.dumps({**TRAIN_PRESETS["recipe"], **settings}))
+    folder.mkdir(parents=True)
+    hist = [{"epoch": e, "val_acc": val * e / 3, "train_acc": 0.5, "seconds": 1.0}
+            for e in (1, 2, 3)]
+    (folder / "results.json").write_text(json.dumps({
+        "task": task, "test_accuracy": test, "best_val_acc": val, "tested_epoch": 3,
+        "settings": st, "train_config": {"seed": seed}, "history": hist,
+        "per_step_accuracy": [0.1, 0.5, test]}))
+    return folder
+
+
+def test_groups_by_settings_and_reports_mean_and_std(tmp_path, capsys):
+    tests = [0.91, 0.89, 0.90]
+    runs = [_run(tmp_path / f"s{k}", seed=k, test=t) for k, t in enumerate(tests)]
+    old = _run(tmp_path / "old", seed=0, test=0.8)
+    st = json.loads((old / "results.json").read_text())
+    del st["settings"]["augment_shift"]         # results written before the option existed
+    (old / "results.json").write_text(json.dumps(st))
+    runs[0:0] = [_run(tmp_path / "shift", seed=0, test=0.95, augment_shift=2),
+                 _run(tmp_path / "ps", task="psmnist", seed=1, test=0.7)]
+    with pytest.raises(SystemExit, match="same settings and seed twice"):
+        seed_table.main([str(r) for r in runs + [old]])
+    table = seed_table.main([str(r) for r in runs] + ["--out", str(tmp_path / "s.png")])
+    assert (tmp_path / "s.png").stat().st_size > 0
+    by = {(r["task"], r["settings"]): r for r in table}
+    assert set(by) == {("smnist", "recipe"), ("smnist", "augment_shift=2"), ("psmnist", "recipe")}
+    recipe = by["smnist", "recipe"]
+    assert recipe["seeds"] == [0, 1, 2] and recipe["test_per_seed"] == tests
+    assert recipe["test"]["mean"] == pytest.approx(np.mean(tests))
+    assert recipe["test"]["std"] == pytest.approx(np.std(tests, ddof=1))
+    out = capsys.readouterr().out
+    assert "| smnist | recipe | 0, 1, 2 | 90.00 +- 1.00 | 91.00, 89.00, 90.00 |" in out
+    assert "| psmnist | recipe | 1 | 70.00 (one seed) |" in out
+    # an older run without the option groups with the recipe's (no shift) runs
+    rows = seed_table.main([str(old), str(runs[3]), str(runs[4])])
+    assert len(rows) == 1 and rows[0]["seeds"] == [0, 1, 2]
+
+
+def test_refuses_a_folder_without_results(tmp_path):
+    with pytest.raises(SystemExit, match="no results.json"):
+        seed_table.main([str(tmp_path)])
