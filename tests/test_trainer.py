@@ -103,10 +103,11 @@ def test_resume_names_changed_data_settings(tmp_path):
     with pytest.warns(UserWarning, match=r"task settings differ in \['window'\]"):
         assert t2.resume()
     import warnings
-    t2.meta = {"window": 4}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert t2.resume()
+        for same_or_none in ({"window": 4}, {}):   # no meta given: nothing to compare
+            t2.meta = same_or_none
+            assert t2.resume()
 
 
 def test_bad_train_config():

@@ -219,8 +219,10 @@ class Trainer:
         # JSON has no tuples: compare both sides in their JSON form
         if ck.config.get("network") != json.loads(json.dumps(self.net.config.to_dict())):
             raise ValueError(f"{path}: checkpoint network config differs from this run's")
+        # task settings: compared where both sides have them (a Trainer made without ``meta``,
+        # as in the API examples, resumes any run's checkpoint without a word)
         stored_meta, meta = ck.extra.get("meta"), json.loads(json.dumps(self.meta))
-        if stored_meta is not None and stored_meta != meta:
+        if stored_meta and meta and stored_meta != meta:
             keys = sorted(k for k in set(stored_meta) | set(meta)
                           if stored_meta.get(k) != meta.get(k))
             warnings.warn(f"{path}: resuming a run whose task settings differ in {keys}; the "
