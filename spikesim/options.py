@@ -48,6 +48,16 @@ def nonnegative_int(text: str) -> int:
     return _number(int, text, lambda v: v >= 0, "an integer >= 0")
 
 
+def int_between(low: int, high: int, unit: str = ""):
+    """argparse type factory: an integer from ``low`` to ``high`` inclusive."""
+    what = f"an integer from {low} to {high}" + (f" ({unit})" if unit else "")
+
+    def parse(text: str) -> int:
+        return _number(int, text, lambda v: low <= v <= high, what)
+    parse.__name__ = f"int_{low}_to_{high}"     # argparse names the type in some messages
+    return parse
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     return _number(float, text, lambda v: v > 0, "a positive number")

@@ -50,6 +50,7 @@ from ..options import (
     add_dtype_arg,
     add_run_args,
     fraction,
+    int_between,
     mean_std,
     nonnegative_float,
     nonnegative_int,
@@ -486,7 +487,8 @@ def add_train_args(parser, name="smnist"):
     parser.add_argument("--tau-adp", type=mean_std, default=None, metavar="MEAN,STD",
                         help="initial adaptation time constants ~ N(MEAN, STD) in steps (the "
                              "2020 checkpoint's: 700,25); " + _preset_help("tau_adp"))
-    parser.add_argument("--augment-shift", type=nonnegative_int, default=None, metavar="PIXELS",
+    parser.add_argument("--augment-shift", type=int_between(0, 27, "pixels"), default=None,
+                        metavar="PIXELS",
                         help="move each training image by a random whole number of pixels, up "
                              "to this many in each direction, every time it is drawn (0: no "
                              "augmentation); " + _preset_help("augment_shift"))
