@@ -306,8 +306,9 @@ def test_truncated_bptt_training_steps_match(kind):
 @pytest.mark.parametrize("kind", ["adam", "adamax"])
 def test_device_optimizer_matches_the_host(kind, dtype):
     """``Optimizer.to_device``: Adam and Adamax on device arrays (lr_mult, a frozen tensor,
-    clipping active in some steps and not in others) give the host's parameters, moments and
-    gradient norms, step by step: float64 within 1e-12, float32 within ``TOL``."""
+    weight decay of h.W_in, clipping active in some steps and not in others) give the host's
+    parameters, moments and gradient norms, step by step: float64 within 1e-12, float32 within
+    ``TOL``."""
     from spikesim.train.optim import Optimizer
     rng = np.random.default_rng(3)
     shapes = {"h.W_in": (5, 3), "h.b_in": (5,), "h.tau_m": (5,), "out.W_in": (2, 5)}
@@ -315,7 +316,7 @@ def test_device_optimizer_matches_the_host(kind, dtype):
     params = {k: (rng.normal(size=s) + (20.0 if k.endswith("tau_m") else 0.0)).astype(dtype)
               for k, s in shapes.items()}
     kw = dict(lr=1e-2, kind=kind, lr_mult={"h.tau_*": 3.0, "out.*": 0.5}, clip_norm=4.0,
-              frozen=("out.W_in",))
+              frozen=("out.W_in",), weight_decay=0.5)
     host = Optimizer({k: v.copy() for k, v in params.items()}, **kw)
     dev = Optimizer({k: v.copy() for k, v in params.items()}, **kw)
     ops = optim.DeviceUpdate(dtype, threads=16)

@@ -31,6 +31,59 @@ def test_adamax_matches_the_update_rule():
     np.testing.assert_allclose(p["w"], w, rtol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["adam", "adamax"])
+def test_weight_decay_is_decoupled_and_shrinks_only_the_weights(kind):
+    """AdamW's rule: w *= 1 - lr * wd, then the plain update; biases and time constants keep
+    their plain update; with wd 0 the update is bit for bit the plain one."""
+    g = {"h.W_in": np.array([0.5, -1.0]), "h.b_in": np.array([0.2, 0.3]),
+         "h.tau_m": np.array([0.1, -0.4])}
+    start = {"h.W_in": np.array([1.0, -2.0]), "h.b_in": np.array([0.5, 0.5]),
+             "h.tau_m": np.array([20.0, 25.0])}
+    runs = {}
+    for wd in (0.0, 0.1):
+        p = {k: v.copy() for k, v in start.items()}
+        opt = Optimizer(p, lr=0.1, kind=kind, weight_decay=wd)
+        for _ in range(3):
+            opt.step(g)
+        runs[wd] = p
+    w, m, v = start["h.W_in"].copy(), np.zeros(2), np.zeros(2)
+    gw = g["h.W_in"]
+    for t in range(1, 4):
+        w = w * (1 - 0.1 * 0.1)
+        m = 0.9 * m + 0.1 * gw
+        if kind == "adam":
+            v = 0.999 * v + 0.001 * gw * gw
+            w = w - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        else:
+            v = np.maximum(0.999 * v, np.abs(gw) + 1e-8)
+            w = w - 0.1 / (1 - 0.9 ** t) * m / v
+    np.testing.assert_allclose(runs[0.1]["h.W_in"], w, rtol=1e-12)
+    assert not np.allclose(runs[0.0]["h.W_in"], w)      # the check sees the decay
+    for k in ("h.b_in", "h.tau_m"):
+        np.testing.assert_array_equal(runs[0.1][k], runs[0.0][k])
+
+
+def test_weight_decay_equals_torch_adamw():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    w0, grads = rng.normal(size=(4, 3)), [rng.normal(size=(4, 3)) for _ in range(5)]
+    p = {"l.W_rec": w0.copy()}
+    opt = Optimizer(p, lr=0.05, kind="adam", weight_decay=0.3)
+    tw = torch.tensor(w0.copy(), requires_grad=True)
+    topt = torch.optim.AdamW([tw], lr=0.05, weight_decay=0.3, eps=1e-8)
+    for gr in grads:
+        opt.step({"l.W_rec": gr})
+        tw.grad = torch.tensor(gr)
+        topt.step()
+    np.testing.assert_allclose(p["l.W_rec"], tw.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_bad_weight_decay_is_refused():
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weight_decay"):
+            Optimizer({"w": np.zeros(1)}, lr=0.1, weight_decay=bad)
+
+
 def test_lr_multipliers_and_frozen():
     p = {"h.tau_m": np.zeros(1), "h.W_in": np.zeros(1), "o.tau_m": np.zeros(1)}
     opt = Optimizer(p, lr=0.1, lr_mult={"h.tau_*": 3.0}, frozen=["o.tau_m"])

@@ -307,11 +307,13 @@ def test_presets_recipe_by_default_official_one_flag_away():
     assert smnist.preset_settings(_train_args(["--no-clip"]))["clip_norm"] is None
     assert off["tau_adp"] == (200.0, 25.0)
     assert rec["augment_shift"] == off["augment_shift"] == 0
+    assert rec["weight_decay"] == off["weight_decay"] == 0.0
+    assert smnist.preset_settings(_train_args(["--weight-decay", "0.01"]))["weight_decay"] == 0.01
     assert smnist.preset_settings(_train_args(["--augment-shift", "2"]))["augment_shift"] == 2
     assert smnist.preset_settings(_train_args(["--tau-adp", "200,25"]))["tau_adp"] == (200.0, 25.0)
     for bad in (["--preset", "fast"], ["--tau-adp", "700"], ["--tau-adp", "-5,2"],
                 ["--tau-adp", "700,-1"], ["--tau-adp", "700,nan"], ["--augment-shift", "-1"],
-                ["--augment-shift", "28"]):
+                ["--augment-shift", "28"], ["--weight-decay", "-1"]):
         with pytest.raises(SystemExit):
             _train_args(bad)
 

@@ -110,6 +110,17 @@ def test_resume_names_changed_data_settings(tmp_path):
             assert t2.resume()
 
 
+def test_weight_decay_reaches_the_optimiser_and_shrinks_the_weights():
+    n0, t0 = make(epochs=1)
+    n1, t1 = make(epochs=1, weight_decay=0.5)
+    assert t1.opt.weight_decay == 0.5 and t0.opt.weight_decay == 0.0
+    t0.fit()
+    t1.fit()
+    weights = [k for k in n0.params if ".W_" in k]
+    assert weights and all(np.abs(n1.params[k]).sum() < np.abs(n0.params[k]).sum()
+                           for k in weights)
+
+
 def test_bad_train_config():
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)

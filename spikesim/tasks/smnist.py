@@ -374,7 +374,7 @@ TRAIN_PRESETS = {
                  "schedule": "linear200", "clip_norm": None, "tbptt": 100, "tbptt_offset": 1,
                  "window": 4, "analog": False, "pixel_threshold": 0.1,
                  "readout": "ce_sum_spike", "w_rec_init": "zeros", "tau_adp": (200.0, 25.0),
-                 "augment_shift": 0},
+                 "augment_shift": 0, "weight_decay": 0.0},
 }
 TRAIN_PRESETS["recipe"] = {**TRAIN_PRESETS["official"], **RECIPE}
 #: ``--schedule`` choices: the learning-rate factor per epoch (``spikesim.train.optim``)
@@ -386,7 +386,7 @@ SCHEDULES = {"linear200": lambda epochs: {"kind": "linear", "total": 200},
 def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 100,
                  seed: int = 0, lr: float = 8e-3, tbptt_offset: int = 1,
                  optimizer: str = "adamax", schedule: str = "linear200",
-                 clip_norm: float | None = None) -> TrainConfig:
+                 clip_norm: float | None = None, weight_decay: float = 0.0) -> TrainConfig:
     """Training settings; the defaults are the later script's: Adamax lr 8e-3, tau_adp 3x,
     tau_m 2x, linear decay over 200 epochs (``schedule``: a key of :data:`SCHEDULES`),
     truncated BPTT with an update after the steps 100, 200, ..., 700 (counted from 0) and at
@@ -398,7 +398,8 @@ def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 1
                        lr_mult={"*.tau_adp": 3.0, "*.tau_m": 2.0},
                        schedule=SCHEDULES[schedule](epochs), tbptt=tbptt,
                        tbptt_offset=tbptt_offset if tbptt else 0, seed=seed,
-                       init_state="random-nmi-smnist", clip_norm=clip_norm)
+                       init_state="random-nmi-smnist", clip_norm=clip_norm,
+                       weight_decay=weight_decay)
 
 
 def preset_settings(args) -> dict:
@@ -492,6 +493,10 @@ def add_train_args(parser, name="smnist"):
                         help="move each training image by a random whole number of pixels, up "
                              "to this many in each direction, every time it is drawn (0: no "
                              "augmentation); " + _preset_help("augment_shift"))
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=None,
+                        help="decoupled weight decay of the weight matrices (AdamW's: each "
+                             "update first scales them by 1 - lr * this); "
+                             + _preset_help("weight_decay"))
     add_dtype_arg(parser, "float32")
     add_device_arg(parser)
     parser.add_argument("--perm-seed", type=nonnegative_int, default=DEFAULT_PERM_SEED,
@@ -555,7 +560,8 @@ def run_train(args) -> int:
                   seed=args.seed, dtype=np.dtype(args.dtype), backend=args.device)
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(st["epochs"], st["batch_size"], st["tbptt"], args.seed, st["lr"],
-                       st["tbptt_offset"], st["optimizer"], st["schedule"], st["clip_norm"])
+                       st["tbptt_offset"], st["optimizer"], st["schedule"], st["clip_norm"],
+                       st["weight_decay"])
     cfg.eval_batch_size = 250
     trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
     if args.resume and trainer.resume():

@@ -10,6 +10,9 @@ import fnmatch
 import numpy as np
 
 OPTIMIZERS = ("adam", "adamax")
+#: parameters that weight decay shrinks by default: the weight matrices (not the biases or the
+#: time constants, whose size is their meaning)
+DECAY_PATTERNS = ("*.W_*",)
 
 
 class Optimizer:
@@ -18,17 +21,23 @@ class Optimizer:
     ``lr_mult`` maps glob patterns of parameter names to learning-rate multipliers (the first
     matching pattern wins), e.g. ``{"hidden.tau_*": 3.0, "out.tau_*": 2.0}``: the parameter
     groups of the official scripts. ``frozen`` patterns are never updated.
+    ``weight_decay`` > 0 shrinks the parameters that match a pattern of ``decay`` (default:
+    the weight matrices) by the factor 1 - lr * weight_decay before each update: the decoupled
+    weight decay of AdamW (PyTorch's ``AdamW``), applied to Adamax the same way.
     """
 
     def __init__(self, params: dict, lr: float, kind: str = "adam", betas=(0.9, 0.999),
                  eps: float = 1e-8, lr_mult: dict | None = None, clip_norm: float | None = None,
-                 frozen=()):
+                 frozen=(), weight_decay: float = 0.0, decay=DECAY_PATTERNS):
         if kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimiser {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be positive, got {clip_norm}")
+        if not (np.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+        self.weight_decay, self.decay = float(weight_decay), tuple(decay)
         self.params, self.kind, self.base_lr, self.lr = params, kind, float(lr), float(lr)
         self.betas, self.eps, self.clip_norm = tuple(betas), float(eps), clip_norm
         self.lr_mult = dict(lr_mult or {})
@@ -91,11 +100,18 @@ class Optimizer:
             if any(fnmatch.fnmatch(k, f) for f in self.frozen):
                 continue
             lr = self.lr * self.mult(k)
+            # decoupled weight decay (AdamW): p *= 1 - lr * weight_decay before the update
+            decays = self.weight_decay and any(fnmatch.fnmatch(k, d) for d in self.decay)
+            keep = 1.0 - lr * self.weight_decay if decays else 1.0
             if self.on_device:      # the kernels mirror the NumPy below (backends/cuda/optim.py)
+                if decays:
+                    self.ops.scale(self.dparams[k], keep)
                 update = self.ops.adam if self.kind == "adam" else self.ops.adamax
                 update(self.dparams[k], grads[k], self.m[k], self.v[k], scale, b1, b2, self.t,
                        lr, self.eps)
                 continue
+            if decays:
+                p *= p.dtype.type(keep)
             g = grads[k] * scale if scale != 1.0 else grads[k]
             m, v = self.m[k], self.v[k]
             m *= b1

@@ -51,6 +51,7 @@ class TrainConfig:
     lr_mult: dict = field(default_factory=dict)      # glob pattern -> multiplier
     schedule: dict | None = None                     # see optim.make_schedule
     clip_norm: float | None = None
+    weight_decay: float = 0.0       # decoupled (AdamW) decay of the weight matrices
     tbptt: int | None = None                         # truncated BPTT chunk length in steps
     tbptt_offset: int = 0           # steps added to the first chunk (see ``tbptt_chunks``)
     seed: int = 0
@@ -184,7 +185,7 @@ class Trainer:
         self.progress = progress
         self.meta = dict(meta or {})
         self.opt = Optimizer(net.params, cfg.lr, cfg.optimizer, cfg.betas, cfg.eps, cfg.lr_mult,
-                             cfg.clip_norm, frozen=_frozen(net))
+                             cfg.clip_norm, frozen=_frozen(net), weight_decay=cfg.weight_decay)
         self.schedule = make_schedule(cfg.schedule)
         net.reuse_buffers = True        # work arrays reused across steps (no page faults)
         self.history: list = []

@@ -1,7 +1,8 @@
 """The optimiser's update on the device: Adam and Adamax over device arrays, updated in place,
-the sums of squares of the gradient norm (for clipping) and the clamp of the time constants;
-and what the backend derives from parameters kept on the device (``CudaBackend.bind_params``):
-the summed bias, W_rec^T, the decays of the time constants and the tau chain rule.
+the scaling of decoupled weight decay, the sums of squares of the gradient norm (for clipping)
+and the clamp of the time constants; and what the backend derives from parameters kept on the
+device (``CudaBackend.bind_params``): the summed bias, W_rec^T, the decays of the time
+constants and the tau chain rule.
 
 The kernels mirror ``spikesim/train/optim.py`` operation for operation (the same products and
 quotients in the same order, the constants folded on the host as NumPy folds them), so that an
@@ -92,6 +93,14 @@ def _count_bad(a, positive, out, k):
     _block_total(part, acc, out, k)
 
 
+def _scale(p, keep):
+    """p = p * keep element-wise (decoupled weight decay: keep = 1 - lr * weight_decay, as
+    ``Optimizer.step`` scales the host's array)."""
+    i = cuda.grid(1)
+    if i < p.shape[0]:
+        p[i] = p[i] * keep
+
+
 def _clamp_min(p, lo):
     """p = max(p, lo) element-wise (the trainer's ``tau_min``)."""
     i = cuda.grid(1)
@@ -134,7 +143,7 @@ def _tau_grad(g, dec, tau, dt, out):
 
 
 KERNELS = {"adam_update": _adam, "adamax_update": _adamax, "sum_squares": _sum_squares,
-           "count_bad": _count_bad, "clamp_min": _clamp_min, "add": _add,
+           "count_bad": _count_bad, "clamp_min": _clamp_min, "scale": _scale, "add": _add,
            "transpose": _transpose, "decays": _decays, "tau_grad": _tau_grad}
 add = cuda.jit(_add)
 transpose = cuda.jit(_transpose)
@@ -144,6 +153,7 @@ adam_update = cuda.jit(_adam)
 adamax_update = cuda.jit(_adamax)
 sum_squares = cuda.jit(_sum_squares)
 clamp_min = cuda.jit(_clamp_min)
+scale = cuda.jit(_scale)
 count_bad = cuda.jit(_count_bad)
 
 
@@ -157,6 +167,7 @@ def signature(name: str, dtype, sp_type=None) -> tuple:
         "adamax_update": (a1, a1, a1, a1) + (f,) * 6,
         "sum_squares": (a1, d1, types.int64),
         "clamp_min": (a1, f),
+        "scale": (a1, f),
         "count_bad": (a1, types.boolean, d1, types.int64),
         "add": (a1, a1, a1),
         "transpose": (a2, a2),
@@ -203,6 +214,9 @@ class DeviceUpdate:
         adamax_update[self._grid(p.size)](
             _flat(p), _flat(g), _flat(m), _flat(v), d(scale), d(b1), d(1 - b1), d(b2),
             d(lr / (1 - b1 ** t)), d(eps))
+
+    def scale(self, p, keep):
+        scale[self._grid(p.size)](_flat(p), self.dtype.type(keep))
 
     def clamp_min(self, p, lo):
         clamp_min[self._grid(p.size)](_flat(p), self.dtype.type(lo))
