@@ -15,7 +15,7 @@ seed_table = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(seed_table)
 
 
-def _run(folder: Path, task="smnist", seed=0, test=0.9, val=0.92, **settings):
+def _run(folder: Path, task="smnist", seed=0, test=0.9, val=0.92, dataset=None, **settings):
     st = json.loads(json.dumps({**TRAIN_PRESETS["recipe"], **settings}))
     folder.mkdir(parents=True)
     hist = [{"epoch": e, "val_acc": val * e / 3, "train_acc": 0.5, "seconds": 1.0}
@@ -23,7 +23,8 @@ def _run(folder: Path, task="smnist", seed=0, test=0.9, val=0.92, **settings):
     (folder / "results.json").write_text(json.dumps({
         "task": task, "test_accuracy": test, "best_val_acc": val, "tested_epoch": 3,
         "settings": st, "train_config": {"seed": seed}, "history": hist,
-        "per_step_accuracy": [0.1, 0.5, test]}))
+        "per_step_accuracy": [0.1, 0.5, test],
+        **({"meta": {"dataset": dataset}} if dataset else {})}))
     return folder
 
 
@@ -52,6 +53,17 @@ def test_groups_by_settings_and_reports_mean_and_std(tmp_path, capsys):
     # an older run without the option groups with the recipe's (no shift) runs
     rows = seed_table.main([str(old), str(runs[3]), str(runs[4])])
     assert len(rows) == 1 and rows[0]["seeds"] == [0, 1, 2]
+
+
+def test_fashion_runs_are_their_own_task(tmp_path, capsys):
+    digits = _run(tmp_path / "digits", seed=0, test=0.9, dataset="mnist")
+    older = _run(tmp_path / "older", seed=1, test=0.8)       # written before meta.dataset
+    fashion = _run(tmp_path / "fashion", seed=0, test=0.8, dataset="fashion")
+    rows = seed_table.main([str(digits), str(older), str(fashion)])
+    by = {r["task"]: r for r in rows}
+    assert set(by) == {"smnist", "smnist (fashion)"}
+    assert by["smnist"]["seeds"] == [0, 1] and by["smnist (fashion)"]["seeds"] == [0]
+    assert "| smnist (fashion) | recipe | 0 | 80.00 (one seed) |" in capsys.readouterr().out
 
 
 def test_refuses_a_folder_without_results(tmp_path):

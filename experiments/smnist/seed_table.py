@@ -1,7 +1,8 @@
-"""Seeds as distributions: finished S-MNIST / PS-MNIST runs grouped by task and settings (runs
-that differ only in their seed), each group's test accuracy and best validation accuracy as
-mean +- standard deviation (n - 1) with every seed's value, and optionally a plot of the groups'
-learning curves and per-step accuracy, mean +- std over the seeds.
+"""Seeds as distributions: finished S-MNIST / PS-MNIST runs grouped by task (Fashion-MNIST
+runs apart from digit runs) and settings (runs that differ only in their seed), each group's
+test accuracy and best validation accuracy as mean +- standard deviation (n - 1) with every
+seed's value, and optionally a plot of the groups' learning curves and per-step accuracy,
+mean +- std over the seeds.
 
     python experiments/smnist/seed_table.py RUN_DIR [RUN_DIR ...] [--out seeds.png]
 
@@ -28,6 +29,9 @@ def load_run(run: Path) -> dict:
         raise SystemExit(f"error: {run} holds no results.json (a finished run writes one)")
     res = json.loads(path.read_text())
     res["settings"] = {**TRAIN_PRESETS["official"], **res["settings"]}
+    # Fashion-MNIST runs (--dataset fashion) are another task, never a seed of a digits run
+    if res.get("meta", {}).get("dataset", "mnist") != "mnist":
+        res["task"] = f"{res['task']} ({res['meta']['dataset']})"
     res["seed"] = res["train_config"]["seed"]
     res["name"] = run.name
     return res
