@@ -374,7 +374,7 @@ TRAIN_PRESETS = {
                  "schedule": "linear200", "clip_norm": None, "tbptt": 100, "tbptt_offset": 1,
                  "window": 4, "analog": False, "pixel_threshold": 0.1,
                  "readout": "ce_sum_spike", "w_rec_init": "zeros", "tau_adp": (200.0, 25.0),
-                 "augment_shift": 0, "weight_decay": 0.0},
+                 "augment_shift": 0, "weight_decay": 0.0, "ema": None},
 }
 TRAIN_PRESETS["recipe"] = {**TRAIN_PRESETS["official"], **RECIPE}
 #: ``--schedule`` choices: the learning-rate factor per epoch (``spikesim.train.optim``)
@@ -386,12 +386,15 @@ SCHEDULES = {"linear200": lambda epochs: {"kind": "linear", "total": 200},
 def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 100,
                  seed: int = 0, lr: float = 8e-3, tbptt_offset: int = 1,
                  optimizer: str = "adamax", schedule: str = "linear200",
-                 clip_norm: float | None = None, weight_decay: float = 0.0) -> TrainConfig:
+                 clip_norm: float | None = None, weight_decay: float = 0.0,
+                 ema: float | None = None) -> TrainConfig:
     """Training settings; the defaults are the later script's: Adamax lr 8e-3, tau_adp 3x,
     tau_m 2x, linear decay over 200 epochs (``schedule``: a key of :data:`SCHEDULES`),
     truncated BPTT with an update after the steps 100, 200, ..., 700 (counted from 0) and at
     the end (``tbptt_offset=1``: the first chunk has 101 steps), and the script's random
-    initial state s = u ~ U[0,1) * b_j0 in the hidden layers (random-nmi-smnist)."""
+    initial state s = u ~ U[0,1) * b_j0 in the hidden layers (random-nmi-smnist). ``ema``:
+    the decay of a moving average of the parameters, validated and tested in their place
+    (None: off; ``TrainConfig.average_decay``)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
@@ -399,7 +402,7 @@ def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 1
                        schedule=SCHEDULES[schedule](epochs), tbptt=tbptt,
                        tbptt_offset=tbptt_offset if tbptt else 0, seed=seed,
                        init_state="random-nmi-smnist", clip_norm=clip_norm,
-                       weight_decay=weight_decay)
+                       weight_decay=weight_decay, average_decay=ema)
 
 
 def preset_settings(args) -> dict:
@@ -497,6 +500,11 @@ def add_train_args(parser, name="smnist"):
                         help="decoupled weight decay of the weight matrices (AdamW's: each "
                              "update first scales them by 1 - lr * this); "
                              + _preset_help("weight_decay"))
+    parser.add_argument("--ema", type=fraction, default=None, metavar="DECAY",
+                        help="validate, select and test an exponential moving average of the "
+                             "parameters, updated after every batch with this decay (0.999: "
+                             "about the last 1 000 batches); CPU backend only; "
+                             + _preset_help("ema"))
     add_dtype_arg(parser, "float32")
     add_device_arg(parser)
     parser.add_argument("--perm-seed", type=nonnegative_int, default=DEFAULT_PERM_SEED,
@@ -561,7 +569,7 @@ def run_train(args) -> int:
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(st["epochs"], st["batch_size"], st["tbptt"], args.seed, st["lr"],
                        st["tbptt_offset"], st["optimizer"], st["schedule"], st["clip_norm"],
-                       st["weight_decay"])
+                       st["weight_decay"], st["ema"])
     cfg.eval_batch_size = 250
     trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
     if args.resume and trainer.resume():
@@ -584,6 +592,7 @@ def run_train(args) -> int:
                       dtype=net.dtype, backend=args.device)
         tested_epoch = int(best.epoch)
     else:
+        trainer.use_average()       # with --ema the model of the last epoch is the average
         tested_epoch = trainer.epoch
     timg, tlab = _images(args.dataset, args.data_dir, "test", args.test_limit)
     test_set = dataset_from_meta(timg, tlab, meta, net.dtype)

@@ -27,7 +27,8 @@ from .evaluate import evaluate
 from .optim import Optimizer, make_schedule
 
 __all__ = ["TrainConfig", "ArrayDataset", "tbptt_chunks", "train_step", "evaluate", "Trainer",
-           "EPOCH_HOOKS", "StopTraining", "load_trained", "training_seconds"]
+           "EPOCH_HOOKS", "StopTraining", "load_trained", "training_seconds",
+           "update_average"]
 
 #: functions called with each finished epoch's history record, after its checkpoints are
 #: written (a sweep reports validation accuracy to its search through this). A hook may raise
@@ -52,6 +53,9 @@ class TrainConfig:
     schedule: dict | None = None                     # see optim.make_schedule
     clip_norm: float | None = None
     weight_decay: float = 0.0       # decoupled (AdamW) decay of the weight matrices
+    # exponential moving average of the parameters, updated after every batch with this decay;
+    # None: off. Validation, best.ckpt and model selection then use the average
+    average_decay: float | None = None
     tbptt: int | None = None                         # truncated BPTT chunk length in steps
     tbptt_offset: int = 0           # steps added to the first chunk (see ``tbptt_chunks``)
     seed: int = 0
@@ -69,6 +73,10 @@ class TrainConfig:
             raise ValueError(f"tbptt must be a positive integer or None, got {self.tbptt!r}")
         if not isinstance(self.tbptt_offset, int) or self.tbptt_offset < 0:
             raise ValueError(f"tbptt_offset must be an integer >= 0, got {self.tbptt_offset!r}")
+        if self.average_decay is not None and not (
+                isinstance(self.average_decay, (int, float)) and 0 <= self.average_decay < 1):
+            raise ValueError(f"average_decay must be a number in [0, 1) or None, "
+                             f"got {self.average_decay!r}")
         self.betas = tuple(self.betas)
         self.init_state = state_name(self.init_state)   # older configs: a dict spec
         make_schedule(self.schedule)    # validates
@@ -161,6 +169,14 @@ def train_step(net: Network, opt: Optimizer | None, x, labels, state, tbptt: int
     return loss_sum, correct, count, fr
 
 
+def update_average(average: dict, params: dict, decay: float) -> None:
+    """One step of the exponential moving average of the parameters, in place:
+    average = decay * average + (1 - decay) * params (Polyak averaging; ``average`` starts as
+    the initial parameters, so it needs no bias correction)."""
+    for k, a in average.items():
+        a += (1.0 - decay) * (params[k] - a)
+
+
 class Trainer:
     """Runs epochs of ``train_step`` with validation, checkpoints and resume in ``out_dir``.
 
@@ -172,7 +188,11 @@ class Trainer:
     the batch order of each epoch is a function of (seed, epoch) alone. Each batch starts from
     the preset ``cfg.init_state``, its random numbers a function of (seed, epoch, batch index).
     A training set whose ``augments`` is true gets a generator of (seed, epoch, batch index) as
-    the second argument of ``get`` too. ``meta`` (the task's own settings: data encoding,
+    the second argument of ``get`` too. With ``cfg.average_decay`` the Trainer keeps an
+    exponential moving average of the parameters (float64, updated after every batch, stored
+    in ``last.ckpt`` beside the optimiser's state): validation runs on the average, and
+    ``best.ckpt`` holds the average of the best epoch; training accuracy is that of the
+    parameters being trained. ``meta`` (the task's own settings: data encoding,
     augmentation, model selection) is stored in the checkpoints; resuming with other training
     or task settings warns and names them.
     """
@@ -187,6 +207,13 @@ class Trainer:
         self.opt = Optimizer(net.params, cfg.lr, cfg.optimizer, cfg.betas, cfg.eps, cfg.lr_mult,
                              cfg.clip_norm, frozen=_frozen(net), weight_decay=cfg.weight_decay)
         self.schedule = make_schedule(cfg.schedule)
+        self.average = None     # the moving average of the parameters (cfg.average_decay)
+        if cfg.average_decay is not None:
+            if hasattr(net.backend, "bind_params"):
+                raise ValueError("averaging the parameters (average_decay, --ema) runs on the "
+                                 "CPU backend only: the CUDA backend keeps the parameters on "
+                                 "the device during a fit")
+            self.average = {k: np.array(v, dtype=np.float64) for k, v in net.params.items()}
         net.reuse_buffers = True        # work arrays reused across steps (no page faults)
         self.history: list = []
         self.epoch, self.batch_index = 0, 0    # the next batch of the epoch in progress
@@ -201,8 +228,14 @@ class Trainer:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.opt.sync_params()          # the device's parameters, where they are kept there
-        save_checkpoint(self.out_dir / name, self.net.params, self._config_dict(),
-                        self.opt.state_dict(), epoch=self.epoch, seed=self.cfg.seed,
+        opt_state = self.opt.state_dict()
+        params = self.net.params
+        if self.average is not None:
+            opt_state["average"] = {k: a.copy() for k, a in self.average.items()}
+            if name == "best.ckpt":     # the model selected is the average
+                params = self.averaged_params()
+        save_checkpoint(self.out_dir / name, params, self._config_dict(),
+                        opt_state, epoch=self.epoch, seed=self.cfg.seed,
                         extra={"batch_index": self.batch_index, "history": self.history,
                                "best_val": self.best_val, "meta": self.meta,
                                "epoch_stats": self._stats if self.batch_index else None})
@@ -231,6 +264,16 @@ class Trainer:
         for k, v in ck.params.items():
             self.net.params[k][...] = v
         self.opt.load_state_dict(ck.optimizer_state)
+        if self.average is not None:
+            stored_average = ck.optimizer_state.get("average")
+            if stored_average is None:
+                warnings.warn(f"{path}: the checkpoint holds no moving average of the "
+                              "parameters; the average starts from its parameters", stacklevel=2)
+            elif set(stored_average) != set(self.average):
+                raise ValueError(f"{path}: the stored moving average does not match the "
+                                 "parameters")
+            for k, a in self.average.items():
+                a[...] = self.net.params[k] if stored_average is None else stored_average[k]
         stored = dict(ck.config.get("train", {}))
         if isinstance(stored.get("init_state"), dict):      # older checkpoints: a dict spec
             stored["init_state"] = state_name(stored["init_state"])
@@ -263,6 +306,35 @@ class Trainer:
             manifest.write(path, {**manifest.collect(self.cfg.seed),
                                   "backend": self.net.backend.name})
         self._manifest_done = True
+
+    def averaged_params(self) -> dict:
+        """The moving average of the parameters in the network's dtype (None: no averaging)."""
+        if self.average is None:
+            return None
+        return {k: a.astype(self.net.params[k].dtype) for k, a in self.average.items()}
+
+    def use_average(self) -> None:
+        """Put the moving average into the network's parameters (after ``fit``: the model to
+        test when the last epoch is chosen). No averaging: nothing changes."""
+        if self.average is not None:
+            for k, a in self.average.items():
+                self.net.params[k][...] = a
+
+    def _validate(self) -> dict:
+        """``evaluate`` on the validation set, with the moving average in the network's place
+        where there is one (the trained parameters are put back afterwards)."""
+        def run():
+            return evaluate(self.net, self.val_set, self.cfg.eval_batch_size
+                            or self.cfg.batch_size, self.cfg.init_state, seed=self.cfg.seed + 1)
+        if self.average is None:
+            return run()
+        trained = {k: v.copy() for k, v in self.net.params.items()}
+        self.use_average()
+        try:
+            return run()
+        finally:
+            for k, v in trained.items():
+                self.net.params[k][...] = v
 
     # -- loop ------------------------------------------------------------------------------------
     def fit(self) -> list:
@@ -325,6 +397,8 @@ class Trainer:
                     loss, c, k, fr = train_step(self.net, self.opt, x, y, st, cfg.tbptt, carry,
                                                 cfg.tbptt_offset)
                     self._clamp()
+                    if self.average is not None:
+                        update_average(self.average, self.net.params, cfg.average_decay)
                     stats["loss"] += loss * len(idx)
                     stats["correct"] += c
                     stats["count"] += k
@@ -348,8 +422,7 @@ class Trainer:
                        "train_acc": stats["correct"] / max(1, stats["count"]),
                        "seconds": stats["seconds"], "firing_rates": fr}
                 if self.val_set is not None and len(self.val_set):
-                    v = evaluate(self.net, self.val_set, cfg.eval_batch_size or cfg.batch_size,
-                                 cfg.init_state, seed=cfg.seed + 1)
+                    v = self._validate()
                     rec.update(val_loss=v["loss"], val_acc=v["accuracy"],
                                firing_rates=v["firing_rates"])
                 self.history = [h for h in self.history if h.get("epoch") != e + 1] + [rec]
