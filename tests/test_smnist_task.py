@@ -308,12 +308,15 @@ def test_presets_recipe_by_default_official_one_flag_away():
     assert off["tau_adp"] == (200.0, 25.0)
     assert rec["augment_shift"] == off["augment_shift"] == 0
     assert rec["weight_decay"] == off["weight_decay"] == 0.0
+    assert rec["ema"] is None and off["ema"] is None
+    assert smnist.preset_settings(_train_args(["--ema", "0.999"]))["ema"] == 0.999
     assert smnist.preset_settings(_train_args(["--weight-decay", "0.01"]))["weight_decay"] == 0.01
     assert smnist.preset_settings(_train_args(["--augment-shift", "2"]))["augment_shift"] == 2
     assert smnist.preset_settings(_train_args(["--tau-adp", "200,25"]))["tau_adp"] == (200.0, 25.0)
     for bad in (["--preset", "fast"], ["--tau-adp", "700"], ["--tau-adp", "-5,2"],
                 ["--tau-adp", "700,-1"], ["--tau-adp", "700,nan"], ["--augment-shift", "-1"],
-                ["--augment-shift", "28"], ["--weight-decay", "-1"]):
+                ["--augment-shift", "28"], ["--weight-decay", "-1"], ["--ema", "1"],
+                ["--ema", "-0.1"], ["--ema", "nan"]):
         with pytest.raises(SystemExit):
             _train_args(bad)
 
@@ -355,6 +358,38 @@ def test_train_tests_the_validation_selected_model(tmp_path):
                  "--epochs", "1", "--val-fraction", "0", "--select", "val", "--quiet",
                  "--no-plots", "--steps", "20", "--hidden", "4,4,4"]) != 0
     assert not (tmp_path / "r2").exists()
+
+
+def test_train_with_ema_tests_the_average(tmp_path):
+    """--ema: the validation-selected best.ckpt and, with --select last, the tested model are
+    the moving average of the parameters (stored in last.ckpt), not the trained parameters."""
+    data = _fake_mnist(tmp_path / "data")
+    base = ["train", "smnist", "--data-dir", str(data), "--epochs", "2", "--batch-size", "20",
+            "--steps", "60", "--tbptt", "30", "--hidden", "8,8,8", "--quiet", "--no-plots",
+            "--lr", "5e-2", "--val-fraction", "0.3", "--per-step-limit", "5", "--ema", "0.5"]
+    out = tmp_path / "last"
+    assert main(base + ["--out", str(out), "--select", "last"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["ema"] == 0.5 and res["train_config"]["average_decay"] == 0.5
+    last = load_checkpoint(out / "last.ckpt")
+    average = last.optimizer_state["average"]
+    assert any(not np.allclose(average[k], last.params[k]) for k in average)
+    from spikesim.data.mnist import load_mnist
+    from spikesim.network import Network
+    net, meta = smnist.load_model(out / "last.ckpt", dtype=np.float32)
+    avg_net = Network(net.config, {k: np.asarray(v, np.float32) for k, v in average.items()})
+    img, lab = load_mnist(data, "test")
+    ds = smnist._Crop(smnist.dataset_from_meta(img, lab, meta), 60)
+    direct = smnist.run_model(avg_net, ds, 250, "random-nmi-smnist", seed=7)
+    np.testing.assert_array_equal(np.load(out / "test_predictions.npy"), direct["predictions"])
+    assert res["accuracy"] == direct["accuracy"]
+    # the validation-selected model is the average of its epoch, kept in best.ckpt
+    out = tmp_path / "val"
+    assert main(base + ["--out", str(out), "--epochs", "1"]) == 0
+    best, last = load_checkpoint(out / "best.ckpt"), load_checkpoint(out / "last.ckpt")
+    for k in best.params:
+        np.testing.assert_allclose(best.params[k], last.optimizer_state["average"][k],
+                                   rtol=1e-6, atol=1e-7)
 
 
 def test_train_fashion_mnist_reads_its_idx_files(tmp_path, monkeypatch):
