@@ -5,12 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
+from test_trainer import Killer  # a dataset that dies mid-epoch, like a kill
 
 from spikesim.io.checkpoint import load_checkpoint
 from spikesim.network import Network
 from spikesim.tasks import synthetic
 from spikesim.train import trainer as trainer_module
-from spikesim.train.trainer import ArrayDataset, TrainConfig, Trainer, evaluate, update_average
+from spikesim.train.trainer import TrainConfig, Trainer, evaluate, update_average
 
 N_TRAIN = 96
 
@@ -95,20 +96,6 @@ def test_decay_zero_validates_the_trained_parameters():
     _, zero = make(epochs=2, batch_size=32, average_decay=0.0)
     for a, b in zip(plain.fit(), zero.fit()):
         assert a["val_acc"] == b["val_acc"] and a["val_loss"] == pytest.approx(b["val_loss"])
-
-
-class Killer(ArrayDataset):
-    """Raises KeyboardInterrupt at the n-th batch fetched, like a kill mid-epoch."""
-
-    def __init__(self, base, n):
-        super().__init__(base.x, base.labels)
-        self.n = n
-
-    def get(self, idx):
-        self.n -= 1
-        if self.n < 0:
-            raise KeyboardInterrupt
-        return super().get(idx)
 
 
 def test_resume_mid_epoch_keeps_the_average(tmp_path):
