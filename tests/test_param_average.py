@@ -61,6 +61,11 @@ def test_average_follows_the_trained_parameters_and_is_validated(monkeypatch, tm
     # averaging does not change training
     for k in net.params:
         assert np.array_equal(net.params[k], plain_net.params[k]), k
+    # ... and the history's validation of the trained parameters is the plain run's
+    for h, h_plain in zip(hist, plain.history):
+        assert h["val_acc_trained"] == h_plain["val_acc"]
+        assert h["val_loss_trained"] == h_plain["val_loss"]
+        assert "val_acc_trained" not in h_plain
     averages, avg = [], {k: v.copy() for k, v in start.items()}
     for p in seen:
         avg = {k: decay * avg[k] + (1 - decay) * p[k] for k in avg}

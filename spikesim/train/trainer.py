@@ -192,9 +192,10 @@ class Trainer:
     exponential moving average of the parameters (float64, updated after every batch, stored
     in ``last.ckpt`` beside the optimiser's state): validation runs on the average, and
     ``best.ckpt`` holds the average of the best epoch; training accuracy is that of the
-    parameters being trained. ``meta`` (the task's own settings: data encoding,
-    augmentation, model selection) is stored in the checkpoints; resuming with other training
-    or task settings warns and names them.
+    parameters being trained, and the history records their validation accuracy too.
+    ``meta`` (the task's own settings: data encoding, augmentation, model selection) is
+    stored in the checkpoints; resuming with other training or task settings warns and names
+    them.
     """
 
     def __init__(self, net: Network, cfg: TrainConfig, train_set, val_set=None, out_dir=None,
@@ -321,20 +322,27 @@ class Trainer:
                 self.net.params[k][...] = a
 
     def _validate(self) -> dict:
-        """``evaluate`` on the validation set, with the moving average in the network's place
-        where there is one (the trained parameters are put back afterwards)."""
+        """The validation record of an epoch: ``evaluate``'s loss, accuracy and firing rates
+        on the validation set. With a moving average they are the average's, and the trained
+        parameters' loss and accuracy come as ``val_loss_trained`` and ``val_acc_trained`` (so
+        that a run measures what the average changes; the trained parameters are put back)."""
         def run():
             return evaluate(self.net, self.val_set, self.cfg.eval_batch_size
                             or self.cfg.batch_size, self.cfg.init_state, seed=self.cfg.seed + 1)
+        trained_result = run()
         if self.average is None:
-            return run()
+            return {"val_loss": trained_result["loss"], "val_acc": trained_result["accuracy"],
+                    "firing_rates": trained_result["firing_rates"]}
         trained = {k: v.copy() for k, v in self.net.params.items()}
         self.use_average()
         try:
-            return run()
+            v = run()
         finally:
-            for k, v in trained.items():
-                self.net.params[k][...] = v
+            for k, a in trained.items():
+                self.net.params[k][...] = a
+        return {"val_loss": v["loss"], "val_acc": v["accuracy"], "firing_rates": v["firing_rates"],
+                "val_loss_trained": trained_result["loss"],
+                "val_acc_trained": trained_result["accuracy"]}
 
     # -- loop ------------------------------------------------------------------------------------
     def fit(self) -> list:
@@ -422,9 +430,7 @@ class Trainer:
                        "train_acc": stats["correct"] / max(1, stats["count"]),
                        "seconds": stats["seconds"], "firing_rates": fr}
                 if self.val_set is not None and len(self.val_set):
-                    v = self._validate()
-                    rec.update(val_loss=v["loss"], val_acc=v["accuracy"],
-                               firing_rates=v["firing_rates"])
+                    rec.update(self._validate())
                 self.history = [h for h in self.history if h.get("epoch") != e + 1] + [rec]
                 self.epoch, self.batch_index = e + 1, 0
                 if self.progress:
@@ -476,4 +482,6 @@ def _fmt(rec: dict) -> str:
     s = f"epoch {rec['epoch']:3d}  loss {rec['train_loss']:.4f}  acc {rec['train_acc']:.4f}"
     if "val_acc" in rec:
         s += f"  val_loss {rec['val_loss']:.4f}  val_acc {rec['val_acc']:.4f}"
+    if "val_acc_trained" in rec:        # with a moving average: val_acc is the average's
+        s += f"  (trained {rec['val_acc_trained']:.4f})"
     return s + f"  ({rec['seconds']:.1f} s)"
