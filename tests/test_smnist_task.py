@@ -383,6 +383,19 @@ def test_train_with_ema_tests_the_average(tmp_path):
     direct = smnist.run_model(avg_net, ds, 250, "random-nmi-smnist", seed=7)
     np.testing.assert_array_equal(np.load(out / "test_predictions.npy"), direct["predictions"])
     assert res["accuracy"] == direct["accuracy"]
+    # experiments/smnist/compare_average.py: the paired comparison at the last epoch gives
+    # the history's validation accuracies (average and trained) and the tested accuracy
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "compare_average", Path(__file__).resolve().parents[1] / "experiments" / "smnist"
+        / "compare_average.py")
+    compare_average = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_average)
+    assert compare_average.main([str(out), "--data-dir", str(data)]) == 0
+    paired = json.loads((out / "average_vs_trained.json").read_text())
+    assert paired["average"]["val_acc"] == res["history"][-1]["val_acc"]
+    assert paired["trained"]["val_acc"] == res["history"][-1]["val_acc_trained"]
+    assert paired["average"]["test_acc"] == res["accuracy"]
     # the validation-selected model is the average of its epoch, kept in best.ckpt
     out = tmp_path / "val"
     assert main(base + ["--out", str(out), "--epochs", "1"]) == 0
