@@ -15,7 +15,8 @@ seed_table = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(seed_table)
 
 
-def _run(folder: Path, task="smnist", seed=0, test=0.9, val=0.92, dataset=None, **settings):
+def _run(folder: Path, task="smnist", seed=0, test=0.9, val=0.92, dataset=None, sizes=None,
+         **settings):
     st = json.loads(json.dumps({**TRAIN_PRESETS["recipe"], **settings}))
     folder.mkdir(parents=True)
     hist = [{"epoch": e, "val_acc": val * e / 3, "train_acc": 0.5, "seconds": 1.0}
@@ -24,7 +25,8 @@ def _run(folder: Path, task="smnist", seed=0, test=0.9, val=0.92, dataset=None, 
         "task": task, "test_accuracy": test, "best_val_acc": val, "tested_epoch": 3,
         "settings": st, "train_config": {"seed": seed}, "history": hist,
         "per_step_accuracy": [0.1, 0.5, test],
-        **({"meta": {"dataset": dataset}} if dataset else {})}))
+        **({"meta": {"dataset": dataset}} if dataset else {}),
+        **({"n_train": sizes[0], "n_val": sizes[1]} if sizes else {})}))
     return folder
 
 
@@ -69,3 +71,13 @@ def test_fashion_runs_are_their_own_task(tmp_path, capsys):
 def test_refuses_a_folder_without_results(tmp_path):
     with pytest.raises(SystemExit, match="no results.json"):
         seed_table.main([str(tmp_path)])
+
+
+def test_runs_on_fewer_images_are_their_own_group(tmp_path):
+    usual = [_run(tmp_path / f"s{k}", seed=k, sizes=(4500, 500)) for k in (0, 1)]
+    unknown = _run(tmp_path / "older", seed=2)          # written before n_train was recorded
+    half = _run(tmp_path / "half", seed=0, test=0.6, sizes=(2250, 500), epochs=360)
+    table = seed_table.main([str(r) for r in usual + [unknown, half]])
+    by = {r["settings"]: r for r in table}
+    assert set(by) == {"recipe", "epochs=360, train_images=2250, val_images=500"}
+    assert by["recipe"]["seeds"] == [0, 1, 2]

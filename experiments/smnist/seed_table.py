@@ -9,7 +9,8 @@ mean +- std over the seeds.
 Each RUN_DIR holds the ``results.json`` of a finished ``spikesim train smnist|psmnist``. The
 model of each run was chosen on validation accuracy; the test accuracy is reported, never used
 to choose. Settings that older results do not hold (added to ``spikesim train`` later) count as
-the official preset's value, the behaviour those runs had.
+the official preset's value, the behaviour those runs had. The numbers of training and
+validation images count as settings where they are not the dataset's usual split.
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ import numpy as np
 from spikesim.sweep.summary import seed_stats
 from spikesim.tasks.smnist import TRAIN_PRESETS
 
+#: (training, validation) images of the usual split of each dataset: 4 500 / 500 of the 5 000
+#: digits, 54 000 / 6 000 of Fashion-MNIST's 60 000
+USUAL_SPLIT = {"mnist": (4500, 500), "fashion": (54000, 6000)}
+
 
 def load_run(run: Path) -> dict:
     path = run / "results.json"
@@ -32,6 +37,13 @@ def load_run(run: Path) -> dict:
     # Fashion-MNIST runs (--dataset fashion) are another task, never a seed of a digits run
     if res.get("meta", {}).get("dataset", "mnist") != "mnist":
         res["task"] = f"{res['task']} ({res['meta']['dataset']})"
+    # the number of training and validation images is a setting too (--train-limit,
+    # --val-fraction): written where it is not the dataset's usual split, so that a run on
+    # fewer images is never a seed of the recipe's runs
+    dataset = res.get("meta", {}).get("dataset", "mnist")
+    sizes = (res.get("n_train"), res.get("n_val"))
+    if None not in sizes and sizes != USUAL_SPLIT.get(dataset):
+        res["settings"]["train_images"], res["settings"]["val_images"] = sizes
     res["seed"] = res["train_config"]["seed"]
     res["name"] = run.name
     return res
