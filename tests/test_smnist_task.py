@@ -219,14 +219,17 @@ def test_train_psmnist_cli_stores_permutation_and_resumes(tmp_path):
     # eval's saved predictions are those of a direct computation on the permuted images
     from spikesim.data.mnist import load_mnist
     img, lab = load_mnist(data, "test")
+    # the run trained on the first 120 steps: the checkpoint's dataset is cropped to them
+    # (meta "steps"), and eval uses the same crop
     ds = smnist.dataset_from_meta(img, lab, meta)
-    assert ds.perm is not None
+    assert isinstance(ds, smnist.CropSteps) and ds.steps == 120 and ds.ds.perm is not None
+    assert ds.get([0])[0].shape == (1, 120, 4)
     net32, _ = smnist.load_model(out / "last.ckpt", dtype=np.float32)
-    # the run trained on the first 120 steps; eval uses the same crop (meta "steps")
     assert r["steps"] == 120
-    direct = smnist.run_model(net32, smnist._Crop(ds, 120), 100)
+    direct = smnist.run_model(net32, ds, 100)
     np.testing.assert_array_equal(np.load(pr), direct["predictions"])
-    unperm = smnist.run_model(net32, smnist._Crop(smnist.SMNISTDataset(img, lab, k=4), 120), 100)
+    unpermuted = smnist.CropSteps(smnist.SMNISTDataset(img, lab, k=4), 120)
+    unperm = smnist.run_model(net32, unpermuted, 100)
     assert not np.array_equal(unperm["logits"], direct["logits"])
 
 
@@ -350,7 +353,7 @@ def test_train_tests_the_validation_selected_model(tmp_path):
     assert abs(float(np.mean(net.params["r1.tau_adp"])) - 650.0) < 10.0
     from spikesim.data.mnist import load_mnist
     img, lab = load_mnist(data, "test")
-    ds = smnist._Crop(smnist.dataset_from_meta(img, lab, meta), 60)
+    ds = smnist.dataset_from_meta(img, lab, meta)       # cropped to the run's 60 steps
     direct = smnist.run_model(net, ds, 250, "random-nmi-smnist", seed=7)
     np.testing.assert_array_equal(np.load(out / "test_predictions.npy"), direct["predictions"])
     # --select val without a validation split is refused before anything is written
@@ -379,7 +382,7 @@ def test_train_with_ema_tests_the_average(tmp_path):
     net, meta = smnist.load_model(out / "last.ckpt", dtype=np.float32)
     avg_net = Network(net.config, {k: np.asarray(v, np.float32) for k, v in average.items()})
     img, lab = load_mnist(data, "test")
-    ds = smnist._Crop(smnist.dataset_from_meta(img, lab, meta), 60)
+    ds = smnist.dataset_from_meta(img, lab, meta)       # cropped to the run's 60 steps
     direct = smnist.run_model(avg_net, ds, 250, "random-nmi-smnist", seed=7)
     np.testing.assert_array_equal(np.load(out / "test_predictions.npy"), direct["predictions"])
     assert res["accuracy"] == direct["accuracy"]

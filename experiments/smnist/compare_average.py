@@ -21,14 +21,6 @@ from spikesim.tasks import smnist
 from spikesim.train.evaluate import evaluate
 
 
-def train_val_fraction(results: dict, n_images: int) -> float:
-    """The run's --val-fraction, from the sizes its results.json records."""
-    if results["n_train"] + results["n_val"] != n_images:
-        raise SystemExit(f"the run split {results['n_train'] + results['n_val']} images, "
-                         f"these are {n_images}: pass the run's --train-limit")
-    return results["n_val"] / n_images
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="folder of a spikesim train smnist|psmnist --ema run")
@@ -48,16 +40,16 @@ def main(argv=None) -> int:
     average_net = Network(trained_net.config,
                           {k: np.asarray(v, np.float32) for k, v in average.items()})
     # the run's data: the same subset, split and encoding as spikesim train made them
-    dataset = meta.get("dataset", "mnist")
-    images, labels = smnist._images(dataset, args.data_dir, "train", args.train_limit, seed)
-    val_fraction = train_val_fraction(results, len(images))
-    _, (val_images, val_labels) = smnist.split_train_val(images, labels, val_fraction, seed)
-    val_set = smnist.dataset_from_meta(val_images, val_labels, meta, np.float32)
-    test_images, test_labels = smnist._images(dataset, args.data_dir, "test")
-    test_set = smnist.dataset_from_meta(test_images, test_labels, meta, np.float32)
-    if meta.get("steps"):           # a run on the first N steps is evaluated on them
-        val_set, test_set = smnist._Crop(val_set, meta["steps"]), smnist._Crop(test_set,
-                                                                                meta["steps"])
+    n_images = results["n_train"] + results["n_val"]
+    images = smnist.run_images(meta, args.data_dir, args.train_limit, seed,
+                               results["n_val"] / n_images)
+    n_split = len(images["train"][1]) + len(images["val"][1])
+    if n_split != n_images:
+        print(f"the run split {n_images} images, these are {n_split}: pass the run's "
+              "--train-limit", file=sys.stderr)
+        return 2
+    val_set = smnist.dataset_from_meta(*images["val"], meta, np.float32)
+    test_set = smnist.dataset_from_meta(*images["test"], meta, np.float32)
     out = {"run": str(args.run), "epoch": int(ck.epoch), "decay": train_cfg["average_decay"]}
     for name, net in (("trained", trained_net), ("average", average_net)):
         val = evaluate(net, val_set, 250, init_state, seed=seed + 1)

@@ -218,16 +218,49 @@ def load_model(path, dtype=np.float64):
     return net, meta
 
 
-def dataset_from_meta(images, labels, meta, dtype=np.float32, shift: int = 0) -> SMNISTDataset:
+def dataset_from_meta(images, labels, meta, dtype=np.float32, shift: int = 0):
     """The dataset a checkpoint's ``meta`` describes (older checkpoints store the pixel
     threshold as "threshold"), encoding into ``dtype`` (the network's); ``shift``: see
-    :class:`SMNISTDataset` (training sets only)."""
+    :class:`SMNISTDataset` (training sets only). A model trained on the first N steps
+    (``meta["steps"]``) sees them only: the dataset is then a :class:`CropSteps` view."""
     perm = meta.get("perm")
-    return SMNISTDataset(images, labels, k=meta.get("window", 4), stride=meta.get("stride", 1),
-                         scale=meta.get("scale", "binary"),
-                         pixel_threshold=meta.get("pixel_threshold", meta.get("threshold", 0.1)),
-                         perm=None if perm is None else np.asarray(perm, dtype=np.int64),
-                         encoding=meta.get("encoding", "window"), dtype=dtype, shift=shift)
+    ds = SMNISTDataset(images, labels, k=meta.get("window", 4), stride=meta.get("stride", 1),
+                       scale=meta.get("scale", "binary"),
+                       pixel_threshold=meta.get("pixel_threshold", meta.get("threshold", 0.1)),
+                       perm=None if perm is None else np.asarray(perm, dtype=np.int64),
+                       encoding=meta.get("encoding", "window"), dtype=dtype, shift=shift)
+    return CropSteps(ds, int(meta["steps"])) if meta.get("steps") else ds
+
+
+class CropSteps:
+    """A dataset view keeping only the first ``steps`` time steps."""
+
+    def __init__(self, ds, steps: int):
+        self.ds, self.steps = ds, steps
+
+    def __len__(self):
+        return len(self.ds)
+
+    @property
+    def augments(self) -> bool:
+        return getattr(self.ds, "augments", False)
+
+    def get(self, idx, rng=None):
+        x, y = self.ds.get(idx) if rng is None else self.ds.get(idx, rng)
+        return x[:, :self.steps], y
+
+
+def run_images(meta, data_dir, train_limit=None, seed: int = 0, val_fraction: float = 0.1,
+               test_limit=None) -> dict:
+    """The images of a training run, as ``spikesim train`` makes them: its training subset
+    (``train_limit`` class-stratified images drawn with ``seed``) split into "train" and "val"
+    (:func:`split_train_val`), and the first ``test_limit`` "test" images; each an
+    (images, labels) pair of ``meta["dataset"]`` (MNIST or Fashion-MNIST)."""
+    dataset = meta.get("dataset", "mnist")
+    images, labels = load_images(dataset, data_dir, "train", train_limit, seed)
+    train, val = split_train_val(images, labels, val_fraction, seed)
+    return {"train": train, "val": val,
+            "test": load_images(dataset, data_dir, "test", test_limit)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,10 +354,8 @@ def run_eval(args) -> int:
         else:
             print("warning: the checkpoint stores no permutation (official PS-MNIST: it is lost); "
                   "evaluating on unpermuted images")
-    images, labels = _images(meta.get("dataset", "mnist"), args.data_dir, "test", args.limit)
+    images, labels = load_images(meta.get("dataset", "mnist"), args.data_dir, "test", args.limit)
     ds = dataset_from_meta(images, labels, meta, net.dtype)
-    if meta.get("steps"):                 # a model trained on the first N steps only
-        ds = _Crop(ds, int(meta["steps"]))
     mode = preset_name(args.init_state, "pth" if str(args.checkpoint).endswith(".pth") else "ckpt")
     seeds = ([args.seed] if mode == "zeros"
              else list(range(args.seed, args.seed + max(1, args.seeds))))
@@ -517,24 +548,6 @@ def add_train_args(parser, name="smnist"):
     parser.add_argument("--no-plots", action="store_true", help="draw no plots")
 
 
-class _Crop:
-    """A dataset view keeping only the first ``steps`` time steps."""
-
-    def __init__(self, ds, steps):
-        self.ds, self.steps = ds, steps
-
-    def __len__(self):
-        return len(self.ds)
-
-    @property
-    def augments(self) -> bool:
-        return getattr(self.ds, "augments", False)
-
-    def get(self, idx, rng=None):
-        x, y = self.ds.get(idx) if rng is None else self.ds.get(idx, rng)
-        return x[:, :self.steps], y
-
-
 def run_train(args) -> int:
     from ..train.trainer import Trainer
     task = getattr(args, "task", "smnist")
@@ -554,15 +567,13 @@ def run_train(args) -> int:
             "steps": args.steps, "sum_from": 1}
     if st["augment_shift"]:         # absent: none (so that older runs resume unchanged)
         meta["augment_shift"] = st["augment_shift"]
-    images, labels = _images(args.dataset, args.data_dir, "train", args.train_limit, args.seed)
-    (tri, trl), (vai, val) = split_train_val(images, labels, args.val_fraction, args.seed)
+    images = run_images(meta, args.data_dir, args.train_limit, args.seed, args.val_fraction,
+                        args.test_limit)
+    (tri, trl), (vai, val) = images["train"], images["val"]
     dtype = np.dtype(args.dtype)
     train_set = dataset_from_meta(tri, trl, meta, dtype, shift=st["augment_shift"])
     val_set = dataset_from_meta(vai, val, meta, dtype) if len(val) else None
     select = args.select or ("val" if val_set is not None else "last")
-    if args.steps:
-        train_set = _Crop(train_set, args.steps)
-        val_set = _Crop(val_set, args.steps) if val_set is not None else None
     net = Network(nmi_config(k=st["window"], hidden=hidden, w_rec_init=st["w_rec_init"],
                              readout=st["readout"], tau_adp=tuple(st["tau_adp"])),
                   seed=args.seed, dtype=np.dtype(args.dtype), backend=args.device)
@@ -594,10 +605,7 @@ def run_train(args) -> int:
     else:
         trainer.use_average()       # with --ema the model of the last epoch is the average
         tested_epoch = trainer.epoch
-    timg, tlab = _images(args.dataset, args.data_dir, "test", args.test_limit)
-    test_set = dataset_from_meta(timg, tlab, meta, net.dtype)
-    if args.steps:
-        test_set = _Crop(test_set, args.steps)
+    test_set = dataset_from_meta(*images["test"], meta, net.dtype)
     t1 = time.time()
     res = run_model(net, test_set, 250, cfg.init_state, seed=args.seed + 7)
     test_s = time.time() - t1
@@ -630,7 +638,7 @@ def run_train(args) -> int:
 _SELECT_TEXT = {"val": "best validation accuracy", "last": "last epoch"}
 
 
-def _images(dataset: str, data_dir, split: str, limit=None, seed: int = 0):
+def load_images(dataset: str, data_dir, split: str, limit=None, seed: int = 0):
     """Images and labels of MNIST (:func:`_mnist`) or Fashion-MNIST (``data_dir`` or the
     Debian package's folder): the first ``limit`` test images in file order, or a
     class-stratified subset of ``limit`` training images."""
@@ -741,10 +749,8 @@ def run_energy(args) -> int:
             note = ("the checkpoint stores no permutation (official PS-MNIST: it is lost); "
                     "counted on unpermuted images")
             print(f"warning: {note}")
-    images, labels = _images(meta.get("dataset", "mnist"), args.data_dir, "test", args.limit)
+    images, labels = load_images(meta.get("dataset", "mnist"), args.data_dir, "test", args.limit)
     ds = dataset_from_meta(images, labels, meta, net.dtype)
-    if meta.get("steps"):
-        ds = _Crop(ds, int(meta["steps"]))
     return report.run(net, ds, args, f"{args.task} ({args.checkpoint})",
                       batch_size=args.batch_size,
                       info={"task": args.task, "checkpoint": str(args.checkpoint),
