@@ -431,3 +431,16 @@ def test_train_fashion_mnist_reads_its_idx_files(tmp_path, monkeypatch):
     assert main(["eval", "psmnist", "--checkpoint", str(out / "last.ckpt"), "--json", str(js),
                  "--dtype", "float32", "--quiet"]) == 0
     assert json.loads(js.read_text())["n_samples"] == 20
+
+
+def test_train_missing_test_images_fails_before_training(tmp_path, capsys):
+    """The test images are read with the training images, before any epoch: a missing test
+    file ends the command at once with a one-line error and leaves no --out folder behind."""
+    data = _fake_mnist(tmp_path / "data")
+    (data / "t10k-images-idx3-ubyte.gz").unlink()
+    out = tmp_path / "run"
+    assert main(["train", "smnist", "--data-dir", str(data), "--out", str(out), "--epochs", "1",
+                 "--steps", "20", "--hidden", "4,4,4", "--quiet", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "MNIST test split not found" in err and "epoch" not in err
+    assert not out.exists()
