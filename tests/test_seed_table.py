@@ -81,3 +81,25 @@ def test_runs_on_fewer_images_are_their_own_group(tmp_path):
     by = {r["settings"]: r for r in table}
     assert set(by) == {"recipe", "epochs=360, train_images=2250, val_images=500"}
     assert by["recipe"]["seeds"] == [0, 1, 2]
+
+
+def test_learning_curves_on_a_batch_axis(tmp_path, monkeypatch):
+    """--x batch puts each group's epoch e at e * its batches per epoch, so that runs on half
+    the images (twice the epochs) line up with the recipe's at equal updates."""
+    assert seed_table.batches_per_epoch({"n_train": 4500, "settings": {"batch_size": 32}}) == 141
+    assert seed_table.batches_per_epoch({"n_train": 2250, "settings": {"batch_size": 32}}) == 71
+    assert seed_table.batches_per_epoch({"n_train": 64, "settings": {"batch_size": 32}}) == 2
+    full = _run(tmp_path / "full", seed=0, sizes=(4500, 500))
+    half = _run(tmp_path / "half", seed=0, sizes=(2250, 500), epochs=360)
+    import matplotlib.axes
+    drawn = []
+    plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot",
+                        lambda ax, x, *a, **k: drawn.append(list(x)) or plot(ax, x, *a, **k))
+    png = tmp_path / "b.png"
+    seed_table.main([str(full), str(half), "--out", str(png), "--x", "batch"])
+    assert png.stat().st_size > 0
+    # learning curves and per-step curves of both groups; the per-step axis stays in steps
+    assert drawn == [[141, 282, 423], [1, 2, 3], [71, 142, 213], [1, 2, 3]]
+    with pytest.raises(SystemExit):
+        seed_table.main([str(full), "--x", "update"])

@@ -4,7 +4,7 @@ test accuracy and best validation accuracy as mean +- standard deviation (n - 1)
 seed's value, and optionally a plot of the groups' learning curves and per-step accuracy,
 mean +- std over the seeds.
 
-    python experiments/smnist/seed_table.py RUN_DIR [RUN_DIR ...] [--out seeds.png]
+    python experiments/smnist/seed_table.py RUN_DIR [RUN_DIR ...] [--out seeds.png] [--x batch]
 
 Each RUN_DIR holds the ``results.json`` of a finished ``spikesim train smnist|psmnist``. The
 model of each run was chosen on validation accuracy; the test accuracy is reported, never used
@@ -99,7 +99,18 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(groups: dict, table: list[dict], out: Path) -> None:
+def batches_per_epoch(run: dict) -> int:
+    """Batches (updates of the whole network) in one of the run's epochs: its training images
+    over its batch size, the last batch partial."""
+    return -(-int(run["n_train"]) // int(run["settings"]["batch_size"]))
+
+
+#: learning-curve x axes of the plot: epochs, or training batches (runs on fewer images make
+#: more epochs of fewer batches; on this axis they line up by the updates they have made)
+X_AXES = {"epoch": "epoch", "batch": "training batches"}
+
+
+def plot(groups: dict, table: list[dict], out: Path, x_axis: str = "epoch") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -111,12 +122,13 @@ def plot(groups: dict, table: list[dict], out: Path) -> None:
         val = 100 * np.array([[e["val_acc"] for e in r["history"][:n]] for r in rs])
         ps_n = min(len(r["per_step_accuracy"]) for r in rs)
         ps = 100 * np.array([r["per_step_accuracy"][:ps_n] for r in rs])
-        for ax, curves in ((axes[0], val), (axes[1], ps)):
-            x = np.arange(1, curves.shape[1] + 1)
+        per_epoch = batches_per_epoch(rs[0]) if x_axis == "batch" else 1
+        for ax, curves, step in ((axes[0], val, per_epoch), (axes[1], ps, 1)):
+            x = np.arange(1, curves.shape[1] + 1) * step
             mean, sd = curves.mean(0), curves.std(0, ddof=1) if len(rs) > 1 else 0 * curves[0]
             ax.plot(x, mean, color=colour, label=label)
             ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.25, lw=0)
-    axes[0].set(xlabel="epoch", ylabel="validation accuracy (%)", title="learning curves")
+    axes[0].set(xlabel=X_AXES[x_axis], ylabel="validation accuracy (%)", title="learning curves")
     axes[1].set(xlabel="time step", ylabel="test accuracy of the running readout (%)",
                 title="per-step accuracy")
     axes[0].legend(fontsize=7)
@@ -130,12 +142,15 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (results.json inside)")
     parser.add_argument("--out", type=Path, default=None, help="also draw this PNG")
+    parser.add_argument("--x", choices=X_AXES, default="epoch",
+                        help="the learning curves' x axis: epochs, or training batches (to "
+                             "compare runs on different numbers of images at equal updates)")
     args = parser.parse_args(argv)
     groups = group_runs([load_run(run) for run in args.runs])
     table = rows(groups)
     print(markdown(table), end="")
     if args.out is not None:
-        plot(groups, table, args.out)
+        plot(groups, table, args.out, args.x)
     return table
 
 
