@@ -18,7 +18,7 @@ import numpy as np
 from spikesim.io.checkpoint import load_checkpoint
 from spikesim.network import Network
 from spikesim.tasks import smnist
-from spikesim.train.evaluate import evaluate
+from spikesim.train.evaluate import TEST_SEED_OFFSET, VALIDATION_SEED_OFFSET, evaluate
 
 
 def main(argv=None) -> int:
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     test_set = smnist.dataset_from_meta(*images["test"], meta, np.float32)
     out = {"run": str(args.run), "epoch": int(ck.epoch), "decay": train_cfg["average_decay"]}
     for name, net in (("trained", trained_net), ("average", average_net)):
-        val = evaluate(net, val_set, 250, init_state, seed=seed + 1)
-        test = smnist.run_model(net, test_set, 250, init_state, seed=seed + 7)
+        val = evaluate(net, val_set, 250, init_state, seed=seed + VALIDATION_SEED_OFFSET)
+        test = smnist.run_model(net, test_set, 250, init_state, seed=seed + TEST_SEED_OFFSET)
         out[name] = {"val_acc": val["accuracy"], "test_acc": test["accuracy"]}
         print(f"{name:8s} epoch {ck.epoch}: validation {val['accuracy']:.4f}  "
               f"test {test['accuracy']:.4f}")

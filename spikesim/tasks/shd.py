@@ -44,7 +44,7 @@ from ..options import (
     positive_int,
 )
 from ..train import manifest
-from ..train.evaluate import evaluate
+from ..train.evaluate import TEST_SEED_OFFSET, evaluate
 from ..train.trainer import training_seconds
 
 START = 11                      # the readout sums softmax(u_t) over t > 10
@@ -412,7 +412,7 @@ def run_train(args) -> int:
     best = load_checkpoint(out / select)
     best_net = Network(cfg, {k: np.asarray(v) for k, v in best.params.items()}, dtype=dtype,
                        backend=args.device)
-    res = evaluate_dataset(best_net, test, tcfg.init_state, args.seed + 7, 250,
+    res = evaluate_dataset(best_net, test, tcfg.init_state, args.seed + TEST_SEED_OFFSET, 250,
                            np.unique(train_ev.speakers), keep_sample=0, val_speakers=held)
     train_s = training_seconds(history)
     results = {

@@ -58,7 +58,7 @@ from ..options import (
     positive_int,
 )
 from ..train import manifest
-from ..train.evaluate import evaluate
+from ..train.evaluate import TEST_SEED_OFFSET, evaluate
 from ..train.trainer import TrainConfig, training_seconds
 
 N_PIXELS = 784
@@ -607,7 +607,7 @@ def run_train(args) -> int:
         tested_epoch = trainer.epoch
     test_set = dataset_from_meta(*images["test"], meta, net.dtype)
     t1 = time.time()
-    res = run_model(net, test_set, 250, cfg.init_state, seed=args.seed + 7)
+    res = run_model(net, test_set, 250, cfg.init_state, seed=args.seed + TEST_SEED_OFFSET)
     test_s = time.time() - t1
     n_ps = min(len(test_set), args.per_step_limit)
     sub = _Subset(test_set, np.arange(n_ps))

@@ -13,6 +13,12 @@ import numpy as np
 from ..model.state import preset_state
 from ..network import Network
 
+#: Offsets added to a run's seed for the random initial states of its evaluations, so that
+#: validation (every epoch) and the final test draw their own streams, and any script that
+#: re-evaluates a run (experiments/smnist/compare_average.py) reproduces them exactly.
+VALIDATION_SEED_OFFSET = 1
+TEST_SEED_OFFSET = 7
+
 
 @dataclass
 class Batch:

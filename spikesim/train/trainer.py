@@ -23,7 +23,7 @@ from ..model.config import NetworkConfig
 from ..model.state import preset_state, state_name
 from ..network import Network
 from . import manifest
-from .evaluate import evaluate
+from .evaluate import VALIDATION_SEED_OFFSET, evaluate
 from .optim import Optimizer, make_schedule
 
 __all__ = ["TrainConfig", "ArrayDataset", "tbptt_chunks", "train_step", "evaluate", "Trainer",
@@ -327,8 +327,9 @@ class Trainer:
         parameters' loss and accuracy come as ``val_loss_trained`` and ``val_acc_trained`` (so
         that a run measures what the average changes; the trained parameters are put back)."""
         def run():
-            return evaluate(self.net, self.val_set, self.cfg.eval_batch_size
-                            or self.cfg.batch_size, self.cfg.init_state, seed=self.cfg.seed + 1)
+            return evaluate(self.net, self.val_set,
+                            self.cfg.eval_batch_size or self.cfg.batch_size, self.cfg.init_state,
+                            seed=self.cfg.seed + VALIDATION_SEED_OFFSET)
         trained_result = run()
         if self.average is None:
             return {"val_loss": trained_result["loss"], "val_acc": trained_result["accuracy"],
