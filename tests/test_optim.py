@@ -130,3 +130,19 @@ def test_schedules():
         make_schedule({"kind": "cosine"})
     with pytest.raises(ValueError, match="unknown optimiser"):
         Optimizer({"w": np.ones(1)}, lr=0.1, kind="sgd")
+
+
+def test_linear_warmup_rises_then_is_the_other_schedule():
+    warm = make_schedule({"kind": "linear", "total": 10, "warmup": 4})
+    # epochs 0-3: (e + 1) / 4 of the linear decay's factor; from epoch 4 on: the decay alone
+    expected = [0.25 * 1.0, 0.5 * 0.9, 0.75 * 0.8, 1.0 * 0.7, 0.6, 0.5, 0.0]
+    got = [warm.factor(e) for e in (0, 1, 2, 3, 4, 5, 10)]
+    assert got == pytest.approx(expected, abs=1e-15)
+    assert [make_schedule({"kind": "constant", "warmup": 2}).factor(e) for e in range(4)] == [
+        0.5, 1, 1, 1]
+    assert make_schedule({"kind": "step", "step_size": 3, "warmup": 0}).factor(1) == 1.0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="warm-up epochs"):
+            make_schedule({"kind": "linear", "total": 10, "warmup": bad})
+    with pytest.raises(ValueError, match="constant schedule takes no settings"):
+        make_schedule({"kind": "constant", "total": 10})

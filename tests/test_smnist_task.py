@@ -256,6 +256,28 @@ def test_train_with_shifts_resumes_exactly_and_names_changed_settings(tmp_path):
         assert main(base + ["--out", str(out), "--epochs", "3", "--resume"]) == 0
 
 
+def test_train_with_warmup_sets_each_epochs_rate_and_resumes_exactly(tmp_path):
+    data = _fake_mnist(tmp_path / "data")
+    out, straight = tmp_path / "run", tmp_path / "straight"
+    base = ["train", "smnist", "--data-dir", str(data), "--batch-size", "20", "--steps", "60",
+            "--tbptt", "30", "--hidden", "8,8,8", "--quiet", "--no-plots", "--lr", "1e-2",
+            "--val-fraction", "0.2", "--per-step-limit", "5", "--schedule", "constant",
+            "--warmup", "3"]
+    assert main(base + ["--out", str(out), "--epochs", "1"]) == 0     # stopped mid-warm-up
+    assert main(base + ["--out", str(out), "--epochs", "3", "--resume"]) == 0
+    assert main(base + ["--out", str(straight), "--epochs", "3"]) == 0
+    a, b = (load_checkpoint(d / "last.ckpt") for d in (out, straight))
+    for k in a.params:          # the factor is a function of the epoch: exact resume
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    # epoch e (from 0): lr * min(1, (e + 1) / 3), in the resumed run as in the straight one
+    for d in (out, straight):
+        lrs = [h["lr"] for h in json.loads((d / "history.json").read_text())]
+        assert lrs == pytest.approx([1e-2 / 3, 1e-2 * 2 / 3, 1e-2], rel=1e-12)
+    res = json.loads((straight / "results.json").read_text())
+    assert res["settings"]["warmup"] == 3
+    assert res["train_config"]["schedule"] == {"kind": "constant", "warmup": 3}
+
+
 def test_short_training_loss_falls():
     from spikesim.network import Network
     from spikesim.train.trainer import ArrayDataset, Trainer
@@ -313,13 +335,15 @@ def test_presets_recipe_by_default_official_one_flag_away():
     assert rec["weight_decay"] == off["weight_decay"] == 0.0
     assert rec["ema"] is None and off["ema"] is None
     assert smnist.preset_settings(_train_args(["--ema", "0.999"]))["ema"] == 0.999
+    assert rec["warmup"] == off["warmup"] == 0
+    assert smnist.preset_settings(_train_args(["--warmup", "5"]))["warmup"] == 5
     assert smnist.preset_settings(_train_args(["--weight-decay", "0.01"]))["weight_decay"] == 0.01
     assert smnist.preset_settings(_train_args(["--augment-shift", "2"]))["augment_shift"] == 2
     assert smnist.preset_settings(_train_args(["--tau-adp", "200,25"]))["tau_adp"] == (200.0, 25.0)
     for bad in (["--preset", "fast"], ["--tau-adp", "700"], ["--tau-adp", "-5,2"],
                 ["--tau-adp", "700,-1"], ["--tau-adp", "700,nan"], ["--augment-shift", "-1"],
                 ["--augment-shift", "28"], ["--weight-decay", "-1"], ["--ema", "1"],
-                ["--ema", "-0.1"], ["--ema", "nan"]):
+                ["--ema", "-0.1"], ["--ema", "nan"], ["--warmup", "-1"], ["--warmup", "2.5"]):
         with pytest.raises(SystemExit):
             _train_args(bad)
 
@@ -331,6 +355,12 @@ def test_train_config_schedules():
     assert smnist.train_config(schedule="constant").schedule is None
     with pytest.raises(ValueError, match="unknown schedule"):
         smnist.train_config(schedule="cosine")
+    # a warm-up rides on any schedule; without one the spec is what older runs stored
+    assert smnist.train_config(epochs=30, schedule="linear", warmup=5).schedule == {
+        "kind": "linear", "total": 30, "warmup": 5}
+    assert smnist.train_config(schedule="constant", warmup=3).schedule == {
+        "kind": "constant", "warmup": 3}
+    assert smnist.train_config(epochs=30, warmup=0).schedule == {"kind": "linear", "total": 200}
 
 
 def test_train_tests_the_validation_selected_model(tmp_path):

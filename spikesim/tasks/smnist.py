@@ -405,7 +405,7 @@ TRAIN_PRESETS = {
                  "schedule": "linear200", "clip_norm": None, "tbptt": 100, "tbptt_offset": 1,
                  "window": 4, "analog": False, "pixel_threshold": 0.1,
                  "readout": "ce_sum_spike", "w_rec_init": "zeros", "tau_adp": (200.0, 25.0),
-                 "augment_shift": 0, "weight_decay": 0.0, "ema": None},
+                 "augment_shift": 0, "weight_decay": 0.0, "ema": None, "warmup": 0},
 }
 TRAIN_PRESETS["recipe"] = {**TRAIN_PRESETS["official"], **RECIPE}
 #: ``--schedule`` choices: the learning-rate factor per epoch (``spikesim.train.optim``)
@@ -418,19 +418,24 @@ def train_config(epochs: int = 200, batch_size: int = 300, tbptt: int | None = 1
                  seed: int = 0, lr: float = 8e-3, tbptt_offset: int = 1,
                  optimizer: str = "adamax", schedule: str = "linear200",
                  clip_norm: float | None = None, weight_decay: float = 0.0,
-                 ema: float | None = None) -> TrainConfig:
+                 ema: float | None = None, warmup: int = 0) -> TrainConfig:
     """Training settings; the defaults are the later script's: Adamax lr 8e-3, tau_adp 3x,
     tau_m 2x, linear decay over 200 epochs (``schedule``: a key of :data:`SCHEDULES`),
     truncated BPTT with an update after the steps 100, 200, ..., 700 (counted from 0) and at
     the end (``tbptt_offset=1``: the first chunk has 101 steps), and the script's random
     initial state s = u ~ U[0,1) * b_j0 in the hidden layers (random-nmi-smnist). ``ema``:
     the decay of a moving average of the parameters, validated and tested in their place
-    (None: off; ``TrainConfig.average_decay``)."""
+    (None: off; ``TrainConfig.average_decay``). ``warmup``: the learning rate rises linearly
+    over the first this many epochs, on top of ``schedule`` (0: no warm-up;
+    ``spikesim.train.optim.LinearWarmup``)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    spec = SCHEDULES[schedule](epochs)
+    if warmup:          # absent without warm-up, so that older runs resume unchanged
+        spec = {**(spec or {"kind": "constant"}), "warmup": warmup}
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                        lr_mult={"*.tau_adp": 3.0, "*.tau_m": 2.0},
-                       schedule=SCHEDULES[schedule](epochs), tbptt=tbptt,
+                       schedule=spec, tbptt=tbptt,
                        tbptt_offset=tbptt_offset if tbptt else 0, seed=seed,
                        init_state="random-nmi-smnist", clip_norm=clip_norm,
                        weight_decay=weight_decay, average_decay=ema)
@@ -509,6 +514,10 @@ def add_train_args(parser, name="smnist"):
                         help="learning-rate factor per epoch: linear200 = linear decay to 0 over "
                              "200 epochs (official), linear = to 0 over --epochs, constant; "
                              + _preset_help("schedule"))
+    parser.add_argument("--warmup", type=nonnegative_int, default=None, metavar="EPOCHS",
+                        help="raise the learning rate linearly over the first EPOCHS epochs "
+                             "(1/EPOCHS of it in the first, all of it from epoch EPOCHS on), on "
+                             "top of --schedule; 0: no warm-up; " + _preset_help("warmup"))
     c = parser.add_mutually_exclusive_group()
     c.add_argument("--clip-norm", type=positive_float, default=None,
                    help="clip the gradient norm of every update; " + _preset_help("clip_norm"))
@@ -580,7 +589,7 @@ def run_train(args) -> int:
     params_before = {k: v.copy() for k, v in net.params.items()}
     cfg = train_config(st["epochs"], st["batch_size"], st["tbptt"], args.seed, st["lr"],
                        st["tbptt_offset"], st["optimizer"], st["schedule"], st["clip_norm"],
-                       st["weight_decay"], st["ema"])
+                       st["weight_decay"], st["ema"], st["warmup"])
     cfg.eval_batch_size = 250
     trainer = Trainer(net, cfg, train_set, val_set, out_dir=out, progress=not args.quiet, meta=meta)
     if args.resume and trainer.resume():

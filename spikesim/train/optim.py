@@ -1,5 +1,5 @@
 """Optimisers (Adam, Adamax) with per-parameter learning-rate multipliers, learning-rate
-schedules (StepLR, linear decay) and gradient-norm clipping, in plain NumPy.
+schedules (StepLR, linear decay, linear warm-up) and gradient-norm clipping, in plain NumPy.
 
 The update rules are PyTorch's, so that the official training settings mean the same here.
 """
@@ -179,17 +179,38 @@ class Constant:
         return 1.0
 
 
+class LinearWarmup:
+    """Another schedule's factor, scaled by (epoch + 1) / epochs over the first ``epochs``
+    epochs: 1/W, 2/W, ..., 1, then 1. The first epoch already trains (factor 1/W, never 0),
+    and from epoch W on the factor is exactly the other schedule's. Like every schedule here
+    it is a function of the epoch alone, so a resumed run gets the same learning rates."""
+
+    def __init__(self, schedule, epochs: int):
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"warm-up epochs must be a positive integer, got {epochs!r}")
+        self.schedule, self.epochs = schedule, epochs
+
+    def factor(self, epoch: int) -> float:
+        return min(1.0, (epoch + 1) / self.epochs) * self.schedule.factor(epoch)
+
+
 def make_schedule(spec: dict | None):
     """{'kind': 'step', 'step_size': 100, 'gamma': 0.5} | {'kind': 'linear', 'total': 200}
-    | None."""
+    | {'kind': 'constant'} | None (constant); any kind may add 'warmup': W, a linear warm-up
+    over the first W epochs (:class:`LinearWarmup`; 0 or absent: none)."""
     if not spec:
         return Constant()
     spec = dict(spec)
     kind = spec.pop("kind", None)
+    warmup = spec.pop("warmup", 0)
     if kind == "step":
-        return StepLR(**spec)
-    if kind == "linear":
-        return LinearDecay(**spec)
-    if kind in ("constant", "none"):
-        return Constant()
-    raise ValueError(f"unknown schedule {kind!r}; choose step, linear or constant")
+        schedule = StepLR(**spec)
+    elif kind == "linear":
+        schedule = LinearDecay(**spec)
+    elif kind in ("constant", "none") and not spec:
+        schedule = Constant()
+    elif kind in ("constant", "none"):
+        raise ValueError(f"a constant schedule takes no settings, got {sorted(spec)}")
+    else:
+        raise ValueError(f"unknown schedule {kind!r}; choose step, linear or constant")
+    return LinearWarmup(schedule, warmup) if warmup else schedule
