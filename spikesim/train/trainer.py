@@ -262,8 +262,7 @@ class Trainer:
                           if stored_meta.get(k) != meta.get(k))
             warnings.warn(f"{path}: resuming a run whose task settings differ in {keys}; the "
                           "run continues with this run's", stacklevel=2)
-        for k, v in ck.params.items():
-            self.net.params[k][...] = v
+        self._copy_into_params(ck.params)
         self.opt.load_state_dict(ck.optimizer_state)
         if self.average is not None:
             stored_average = ck.optimizer_state.get("average")
@@ -318,8 +317,13 @@ class Trainer:
         """Put the moving average into the network's parameters (after ``fit``: the model to
         test when the last epoch is chosen). No averaging: nothing changes."""
         if self.average is not None:
-            for k, a in self.average.items():
-                self.net.params[k][...] = a
+            self._copy_into_params(self.average)
+
+    def _copy_into_params(self, values: dict) -> None:
+        """Overwrite the network's parameters in place (the kernels and the optimiser hold
+        these arrays, so they are filled, never replaced)."""
+        for k, a in values.items():
+            self.net.params[k][...] = a
 
     def _validate(self) -> dict:
         """The validation record of an epoch: ``evaluate``'s loss, accuracy and firing rates
@@ -339,8 +343,7 @@ class Trainer:
         try:
             v = run()
         finally:
-            for k, a in trained.items():
-                self.net.params[k][...] = a
+            self._copy_into_params(trained)
         return {"val_loss": v["loss"], "val_acc": v["accuracy"], "firing_rates": v["firing_rates"],
                 "val_loss_trained": trained_result["loss"],
                 "val_acc_trained": trained_result["accuracy"]}
