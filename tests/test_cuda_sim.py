@@ -302,6 +302,34 @@ def test_truncated_bptt_training_steps_match(kind):
         assert_same(k, p1[k], p0[k], 1e-10)
 
 
+def test_the_simulator_guard_keeps_one_shared_array_per_block(monkeypatch):
+    """tests/conftest.py guards the simulator's shared-array allocation. With the allocation
+    slowed down (as a loaded machine may), the unguarded allocator gives the block's threads
+    different arrays and ``sum_squares`` loses their parts; the guarded one gives the exact
+    sum. The first half shows that this check can fail."""
+    from numba.cuda.simulator import kernelapi
+    guarded = kernelapi.FakeCUDAShared.array
+    assert hasattr(guarded, "unguarded"), "tests/conftest.py did not install the guard"
+    fast_empty = np.empty
+
+    def slow_empty(*args, **kwargs):
+        import time
+        time.sleep(0.05)            # the other threads start and reach the allocation meanwhile
+        return fast_empty(*args, **kwargs)
+
+    g = np.arange(1.0, 65.0)
+    ops = optim.DeviceUpdate(np.float64, threads=16)
+    dg = ops.to_device(g)
+    monkeypatch.setattr(np, "empty", slow_empty)
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", guarded.unguarded)
+    lost = ops.norm_squares([dg])[0]
+    monkeypatch.setattr(kernelapi.FakeCUDAShared, "array", guarded)
+    exact = ops.norm_squares([dg])[0]
+    monkeypatch.undo()
+    assert exact == (g * g).sum()
+    assert lost != (g * g).sum()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", ["adam", "adamax"])
 def test_device_optimizer_matches_the_host(kind, dtype):
