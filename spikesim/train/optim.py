@@ -207,10 +207,10 @@ def make_schedule(spec: dict | None):
         schedule = StepLR(**spec)
     elif kind == "linear":
         schedule = LinearDecay(**spec)
-    elif kind in ("constant", "none") and not spec:
-        schedule = Constant()
     elif kind in ("constant", "none"):
-        raise ValueError(f"a constant schedule takes no settings, got {sorted(spec)}")
+        if spec:
+            raise ValueError(f"a constant schedule takes no settings, got {sorted(spec)}")
+        schedule = Constant()
     else:
         raise ValueError(f"unknown schedule {kind!r}; choose step, linear or constant")
     return LinearWarmup(schedule, warmup) if warmup else schedule
